@@ -1,0 +1,98 @@
+"""The `reference` backend: plain Paddle ops, runs on any device, the oracle in tests.
+
+Prefill-like sequences (several query tokens) get one masked matmul each against their
+gathered blocks; all single-token (decode) sequences are batched into one padded matmul.
+Grouped-query attention never materialises repeated K/V: query heads are folded into the
+kv-head axis (query head h reads kv head h // group, as in HF's repeat_kv).
+"""
+
+import numpy as np
+
+from worker.platform import paddle
+
+_NEG_INF = float("-inf")
+
+
+def _host(x) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.numpy()
+
+
+def write_kv(key_cache, value_cache, key, value, slot_mapping) -> None:
+    """Scatter key/value [T, Hkv, D] into the caches [NB, Hkv, BS, D] at `slot_mapping` [T]."""
+    num_kv_heads, block_size = key_cache.shape[1], key_cache.shape[2]
+    slots = paddle.to_tensor(_host(slot_mapping), dtype="int64")
+    heads = paddle.arange(num_kv_heads, dtype="int64").unsqueeze(0)  # [1, Hkv]
+    blocks = (slots // block_size).unsqueeze(1).expand([-1, num_kv_heads])
+    offsets = (slots % block_size).unsqueeze(1).expand([-1, num_kv_heads])
+    heads = heads.expand_as(blocks)
+    paddle.index_put_(key_cache, (blocks, heads, offsets), key.astype(key_cache.dtype))
+    paddle.index_put_(value_cache, (blocks, heads, offsets), value.astype(value_cache.dtype))
+
+
+def _gather_kv(cache, block_ids: np.ndarray, length: int):
+    """[nb] block ids -> [Hkv, length, D] contiguous keys (or values) of one sequence."""
+    blocks = paddle.index_select(cache, paddle.to_tensor(block_ids, dtype="int64"), axis=0)
+    nb, hkv, bs, d = blocks.shape
+    return blocks.transpose([1, 0, 2, 3]).reshape([hkv, nb * bs, d])[:, :length]
+
+
+def _attend_one(q, key_cache, value_cache, block_ids, seq_len: int, scale: float):
+    """q [ql, Hq, D] of one sequence whose context is `seq_len` tokens -> [ql, Hq, D]."""
+    q_len, num_heads, head_dim = q.shape
+    num_kv_heads = key_cache.shape[1]
+    group = num_heads // num_kv_heads
+    k = _gather_kv(key_cache, block_ids, seq_len).astype("float32")
+    v = _gather_kv(value_cache, block_ids, seq_len).astype("float32")
+    qf = q.astype("float32").transpose([1, 0, 2]).reshape([num_kv_heads, group * q_len, head_dim])
+    scores = paddle.matmul(qf, k, transpose_y=True) * scale  # [Hkv, group*ql, L]
+    # Bottom-right causal: query j sits at position seq_len - q_len + j.
+    q_pos = np.arange(seq_len - q_len, seq_len)[:, None]
+    allowed = np.arange(seq_len)[None, :] <= q_pos
+    mask = np.where(np.tile(allowed, (group, 1)), 0.0, _NEG_INF).astype(np.float32)
+    probs = paddle.nn.functional.softmax(scores + paddle.to_tensor(mask), axis=-1)
+    out = paddle.matmul(probs, v).reshape([num_heads, q_len, head_dim]).transpose([1, 0, 2])
+    return out.astype(q.dtype)
+
+
+def _attend_decode(q, key_cache, value_cache, block_tables: np.ndarray, lens: np.ndarray, scale):
+    """q [n, Hq, D], one query token per sequence at its last position -> [n, Hq, D]."""
+    n, num_heads, head_dim = q.shape
+    _, num_kv_heads, block_size, _ = key_cache.shape
+    group = num_heads // num_kv_heads
+    max_blocks = int(-(-lens.max() // block_size))
+    ids = paddle.to_tensor(block_tables[:, :max_blocks].reshape(-1), dtype="int64")
+    span = max_blocks * block_size
+
+    def gather(cache):
+        blocks = paddle.index_select(cache, ids, axis=0)  # [n*mb, Hkv, BS, D]
+        blocks = blocks.reshape([n, max_blocks, num_kv_heads, block_size, head_dim])
+        return blocks.transpose([0, 2, 1, 3, 4]).reshape([n, num_kv_heads, span, head_dim])
+
+    k, v = gather(key_cache).astype("float32"), gather(value_cache).astype("float32")
+    qf = q.astype("float32").reshape([n, num_kv_heads, group, head_dim])
+    scores = paddle.matmul(qf, k, transpose_y=True) * scale  # [n, Hkv, group, span]
+    mask = np.where(np.arange(span)[None, :] < lens[:, None], 0.0, _NEG_INF).astype(np.float32)
+    scores = scores + paddle.to_tensor(mask).reshape([n, 1, 1, span])
+    probs = paddle.nn.functional.softmax(scores, axis=-1)
+    return paddle.matmul(probs, v).reshape([n, num_heads, head_dim]).astype(q.dtype)
+
+
+def paged_attention(query, key_cache, value_cache, query_start_loc, seq_lens, block_tables, scale):
+    """query [T, Hq, D] against the paged caches; returns [T, Hq, D] in the same row order."""
+    qsl, lens, tables = _host(query_start_loc), _host(seq_lens), _host(block_tables)
+    q_lens = np.diff(qsl)
+    block_size = key_cache.shape[2]
+    out = paddle.zeros_like(query)
+    decode = np.flatnonzero(q_lens == 1)
+    if decode.size:
+        rows = qsl[decode].astype(np.int64)
+        q = paddle.index_select(query, paddle.to_tensor(rows), axis=0)
+        o = _attend_decode(q, key_cache, value_cache, tables[decode], lens[decode], scale)
+        out = paddle.scatter(out, paddle.to_tensor(rows), o, overwrite=True)
+    for b in np.flatnonzero(q_lens > 1):
+        start, end, seq_len = int(qsl[b]), int(qsl[b + 1]), int(lens[b])
+        block_ids = tables[b, : -(-seq_len // block_size)]
+        o = _attend_one(query[start:end], key_cache, value_cache, block_ids, seq_len, scale)
+        rows = paddle.arange(start, end, dtype="int64")
+        out = paddle.scatter(out, rows, o, overwrite=True)
+    return out

@@ -1,0 +1,52 @@
+"""Backend registry: a name (or the platform's default) -> the two seam functions.
+
+Backends are imported lazily so a GPU-only module never loads on CPU; the default on every
+platform is a backend that runs there (GPU backends must be asked for by name).
+"""
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+
+class PlatformLike(Protocol):
+    device: str
+
+
+@dataclass(frozen=True)
+class AttentionBackend:
+    name: str
+    write_kv: Callable[..., None]
+    paged_attention: Callable[..., Any]
+
+
+class UnknownBackendError(ValueError):
+    """The attention backend name is not registered, or cannot run on this platform."""
+
+
+# name -> (module, devices it runs on)
+_BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
+    "reference": ("kernels.reference", frozenset({"cpu", "gpu"})),
+}
+_DEFAULT_BY_DEVICE = {"cpu": "reference", "gpu": "reference"}
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def get_backend(name: str | None, platform: PlatformLike) -> AttentionBackend:
+    """Resolve `name` (None or "auto": the platform's default) to a loaded backend."""
+    chosen = _DEFAULT_BY_DEVICE[platform.device] if name in (None, "auto") else name
+    if chosen not in _BACKENDS:
+        raise UnknownBackendError(
+            f"attention backend {chosen!r} is unknown; registered: {', '.join(list_backends())}"
+        )
+    module_name, devices = _BACKENDS[chosen]
+    if platform.device not in devices:
+        raise UnknownBackendError(
+            f"attention backend {chosen!r} does not run on {platform.device!r} "
+            f"(it runs on: {', '.join(sorted(devices))})"
+        )
+    module = importlib.import_module(module_name)
+    return AttentionBackend(chosen, module.write_kv, module.paged_attention)
