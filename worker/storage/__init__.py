@@ -1,0 +1,88 @@
+"""One small storage layer for s3://, http(s):// and local paths: streaming reads of byte
+ranges, atomic publishes, retries. Imports nothing heavy (the operator image shares it)."""
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from worker.storage import http, local, s3
+from worker.storage.errors import NotFoundError, StorageError, TransientError, UnsupportedURLError
+from worker.storage.url import StorageURL, is_local, join, parse_url
+
+__all__ = [
+    "NotFoundError", "StorageError", "TransientError", "UnsupportedURLError", "StorageURL",
+    "parse_url", "join", "is_local", "size", "read", "read_bytes", "exists", "list_names",
+    "delete", "open_writer", "write_bytes",
+]
+
+_BACKENDS = {"local": local, "http": http, "s3": s3}
+
+
+def _backend(url: str):
+    u = parse_url(url)
+    return _BACKENDS[u.scheme], u
+
+
+def size(url: str) -> int:
+    backend, u = _backend(url)
+    return backend.size(u)
+
+
+def read(url: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """Stream bytes [start, end) of url (to the end when end is None)."""
+    backend, u = _backend(url)
+    return backend.read(u, start, end)
+
+
+def read_bytes(url: str) -> bytes:
+    """A whole small object (summaries, manifests); never use it for user data."""
+    return b"".join(read(url))
+
+
+def exists(url: str) -> bool:
+    backend, u = _backend(url)
+    return backend.exists(u)
+
+
+def list_names(url: str) -> list[str]:
+    """Names of the objects directly under the prefix url (not supported over plain HTTP)."""
+    backend, u = _backend(url)
+    if backend is http:
+        raise StorageError(u.safe, "an HTTP server cannot list a prefix")
+    return backend.list_names(u)
+
+
+def delete(url: str) -> None:
+    backend, u = _backend(url)
+    backend.delete(u)
+
+
+def make_writer(url: str, tmp_dir: str | None = None):
+    backend, u = _backend(url)
+    if backend is local:
+        return local.LocalWriter(u)
+    if backend is http:
+        return http.HTTPWriter(u, tmp_dir)
+    return s3.S3Writer(u)
+
+
+@contextmanager
+def open_writer(url: str, tmp_dir: str | None = None):
+    """A writer whose content appears at url only if the block exits without an exception."""
+    writer = make_writer(url, tmp_dir)
+    try:
+        yield writer
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+
+
+def write_bytes(url: str, data: bytes, tmp_dir: str | None = None) -> None:
+    with open_writer(url, tmp_dir) as w:
+        w.write(data)
+
+
+def write_stream(url: str, chunks: Iterable[bytes], tmp_dir: str | None = None) -> None:
+    with open_writer(url, tmp_dir) as w:
+        for chunk in chunks:
+            w.write(chunk)

@@ -1,0 +1,130 @@
+"""HTTP(S): GET with Range for reads (servers that ignore Range work too), HEAD for size,
+a single PUT of a spooled temp file to publish."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+
+import requests
+
+from worker.storage.errors import NotFoundError, StorageError, TransientError
+from worker.storage.retry import resumable_read, with_retries
+from worker.storage.url import StorageURL
+
+READ_SIZE = 1 << 16
+TIMEOUT = (10, 60)  # connect, read (seconds between bytes)
+_session = requests.Session()
+
+
+def _check(u: StorageURL, resp: requests.Response, ok: tuple[int, ...]) -> None:
+    if resp.status_code in ok:
+        return
+    resp.close()
+    code = resp.status_code
+    if code == 404:
+        raise NotFoundError(u.safe, "not found", code)
+    if code in (408, 429) or code >= 500:
+        raise TransientError(u.safe, f"server error {resp.reason}", code)
+    raise StorageError(u.safe, f"request refused: {resp.reason}", code)
+
+
+def _request(u: StorageURL, method: str, **kw) -> requests.Response:
+    try:
+        return _session.request(method, u.raw, timeout=TIMEOUT, **kw)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(u.safe, f"{method} failed: {type(exc).__name__}") from None
+
+
+def size(u: StorageURL) -> int:
+    def head() -> int:
+        resp = _request(u, "HEAD", allow_redirects=True)
+        if resp.status_code == 405:  # HEAD not allowed: ask for one byte instead
+            resp = _request(u, "GET", headers={"Range": "bytes=0-0"}, stream=True)
+            _check(u, resp, (200, 206))
+            resp.close()
+            total = resp.headers.get("Content-Range", "").rpartition("/")[2]
+            return int(total) if total.isdigit() else int(resp.headers["Content-Length"])
+        _check(u, resp, (200,))
+        if "Content-Length" not in resp.headers:
+            raise StorageError(u.safe, "server gave no Content-Length")
+        return int(resp.headers["Content-Length"])
+
+    return with_retries(head, "http.size")
+
+
+def exists(u: StorageURL) -> bool:
+    try:
+        size(u)
+        return True
+    except NotFoundError:
+        return False
+
+
+def read(u: StorageURL, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """Bytes [start, end) of the resource; a broken stream resumes from the last byte received."""
+    return resumable_read(u.safe, lambda pos, stop: _read_once(u, pos, stop), start, end)
+
+
+def _read_once(u: StorageURL, pos: int, end: int | None) -> Iterator[bytes]:
+    want = f"bytes={pos}-" if end is None else f"bytes={pos}-{end - 1}"
+    resp = _request(u, "GET", headers={"Range": want} if pos or end is not None else {}, stream=True)
+    if resp.status_code == 416:  # the range starts at or past the end: nothing to read
+        resp.close()
+        return
+    _check(u, resp, (200, 206))
+    skip = pos if resp.status_code == 200 else 0  # the server ignored Range: skip to pos
+    remaining = None if end is None else end - pos
+    try:
+        for block in resp.iter_content(READ_SIZE):
+            if skip:
+                cut = min(skip, len(block))
+                block, skip = block[cut:], skip - cut
+            if remaining is not None:
+                block = block[:remaining]
+                remaining -= len(block)
+            if block:
+                yield block
+            if remaining == 0:
+                return
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        raise TransientError(u.safe, f"stream broken: {type(exc).__name__}") from None
+    finally:
+        resp.close()
+
+
+def delete(u: StorageURL) -> None:
+    resp = with_retries(lambda: _request(u, "DELETE"), "http.delete")
+    if resp.status_code not in (200, 202, 204, 404, 405):
+        _check(u, resp, ())
+
+
+class HTTPWriter:
+    """Spools to a local temp file; commit() sends it as one PUT, so the target is never partial."""
+
+    def __init__(self, u: StorageURL, tmp_dir: str | None = None):
+        self.url = u.safe
+        self._u = u
+        if tmp_dir:
+            os.makedirs(tmp_dir, exist_ok=True)
+        self._f = tempfile.NamedTemporaryFile(prefix="batchinfer-put-", dir=tmp_dir, delete=False)
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+
+    def commit(self) -> None:
+        self._f.close()
+        length = os.path.getsize(self._f.name)
+
+        def put() -> None:
+            with open(self._f.name, "rb") as body:
+                resp = _request(self._u, "PUT", data=body, headers={"Content-Length": str(length)})
+            _check(self._u, resp, (200, 201, 204))
+
+        try:
+            with_retries(put, "http.put")
+        finally:
+            os.unlink(self._f.name)
+
+    def abort(self) -> None:
+        self._f.close()
+        os.unlink(self._f.name)
