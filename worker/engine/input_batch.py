@@ -6,8 +6,12 @@ explicitly; nothing about the batch lives in global state.
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from worker.engine.scheduler import ScheduledSequence
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,34 @@ class InputBatch:
     @property
     def num_seqs(self) -> int:
         return int(self.seq_lens.shape[0])
+
+
+def build_input_batch(scheduled: "list[ScheduledSequence]", block_size: int) -> InputBatch:
+    """The flat batch of one step: each sequence's next `num_new_tokens` tokens, vectorised."""
+    assert scheduled, "an empty step has no batch"
+    seqs = [s.seq for s in scheduled]
+    starts = np.array([s.num_computed_tokens for s in seqs], dtype=np.int64)
+    qlens = np.array([s.num_new_tokens for s in scheduled], dtype=np.int64)
+    ends = starts + qlens
+    cu = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum(qlens, out=cu[1:])
+    token_ids = np.concatenate(
+        [np.asarray(s.token_ids[b:e], dtype=np.int64) for s, b, e in zip(seqs, starts.tolist(), ends.tolist())]
+    )
+    owner = np.repeat(np.arange(len(seqs)), qlens)  # [T] row of the sequence owning each token
+    positions = np.arange(int(cu[-1]), dtype=np.int64) - cu[:-1][owner] + starts[owner]
+    max_blocks = max(len(s.block_table) for s in seqs)
+    block_tables = np.zeros((len(seqs), max_blocks), dtype=np.int32)
+    for b, s in enumerate(seqs):
+        block_tables[b, : len(s.block_table)] = s.block_table
+    slot_mapping = block_tables[owner, positions // block_size].astype(np.int64) * block_size + positions % block_size
+    samples = np.array([s.samples for s in scheduled], dtype=bool)
+    return InputBatch(
+        token_ids=token_ids,
+        positions=positions,
+        slot_mapping=slot_mapping,
+        query_start_loc=cu.astype(np.int32),
+        seq_lens=ends.astype(np.int32),
+        block_tables=block_tables,
+        sample_indices=(cu[1:] - 1)[samples],
+    )
