@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from batchinfer_operator.settings import ENV_PREFIX, OperatorSettings, settings_from_env
 
 from tests.deploy.conftest import VALUES_ALL
 from tests.deploy.render import (
@@ -41,7 +42,11 @@ def operator_container(objects: list[dict]) -> dict:
 
 
 def env(container: dict) -> dict[str, str]:
-    return {e["name"]: e.get("value") for e in container["env"]}
+    """The operator's settings environment; every variable must name a setting."""
+    variables = {e["name"]: e["value"] for e in container["env"]}
+    unknown = {n for n in variables if n.removeprefix(ENV_PREFIX).lower() not in OperatorSettings.model_fields}
+    assert unknown == set(), f"the operator reads no such settings: {unknown}"
+    return variables
 
 
 def test_lint_passes_with_default_and_all_values(tools):
@@ -74,8 +79,12 @@ def test_defaults_render_one_cluster_wide_standalone_operator(chart_default):
     probe = container["livenessProbe"]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert probe == {"path": "/healthz", "port": "health"} and ports == {"health": 8080, "metrics": 9090}
-    assert env(container)["BATCHINFER_WATCH_NAMESPACES"] == ""
-    assert env(container)["BATCHINFER_ALLOWED_URL_SCHEMES"] == "s3,http,https"
+    assert settings_from_env(env(container)) == OperatorSettings(
+        worker_image="ghcr.io/batchinfer/batchinfer-worker:0.1.0",
+        metrics_port=9090,
+        liveness_endpoint="http://0.0.0.0:8080/healthz",
+        run_as_user=65532,
+    )
     assert container["resources"]["limits"] == {"cpu": "500m", "memory": "256Mi"}
 
 
@@ -87,15 +96,16 @@ def test_all_options_reach_the_objects(chart_all):
     assert "--liveness=http://0.0.0.0:8081/healthz" in container["args"]
     assert {"--namespace=team-a", "--namespace=team-b", "--verbose"} <= set(container["args"])
     assert "--all-namespaces" not in container["args"]
-    assert env(container) | {"BATCHINFER_NAMESPACE": None} == {
-        "BATCHINFER_WORKER_IMAGE": "registry.example.com/ml/batchinfer-worker:1.2.3",
-        "BATCHINFER_STAGING_URL": "s3://staging-bucket/batchinfer",
-        "BATCHINFER_WATCH_NAMESPACES": "team-a,team-b",
-        "BATCHINFER_ALLOWED_URL_SCHEMES": "s3,https",
-        "BATCHINFER_LOG_LEVEL": "debug",
-        "BATCHINFER_METRICS_PORT": "9191",
-        "BATCHINFER_NAMESPACE": None,
-    }
+    assert settings_from_env(env(container)) == OperatorSettings(
+        worker_image="registry.example.com/ml/batchinfer-worker:1.2.3",
+        default_staging_url="s3://staging-bucket/batchinfer",
+        namespaces=("team-a", "team-b"),
+        allowed_url_schemes=frozenset({"s3", "https"}),
+        resync_seconds=2.5,
+        metrics_port=9191,
+        liveness_endpoint="http://0.0.0.0:8081/healthz",
+        run_as_user=30003,
+    )
     pod = deployment(chart_all)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "batchinfer-sa"
     assert pod["securityContext"]["runAsUser"] == 20001

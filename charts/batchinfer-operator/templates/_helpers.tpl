@@ -43,6 +43,10 @@ app.kubernetes.io/part-of: batchinfer
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{- define "batchinfer.liveness" -}}
+{{- printf "http://0.0.0.0:%d/healthz" (int .Values.healthPort) }}
+{{- end }}
+
 {{/*
 What the operator does inside a served namespace: its own resources and their status,
 the Jobs it creates, read-only Pods (shard summaries sit in their termination
