@@ -56,11 +56,14 @@ class SchedulerConfig:
 class ScheduledSequence:
     seq: Sequence
     num_new_tokens: int
+    # This step reaches the end of the known tokens, so its logits are sampled. Fixed at
+    # scheduling time: postprocess moves the sequence on.
+    samples: bool = field(init=False)
 
-    @property
-    def samples(self) -> bool:
-        """True when this step reaches the end of the known tokens, so its logits are sampled."""
-        return self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
+    def __post_init__(self) -> None:
+        assert self.num_new_tokens > 0, f"seq {self.seq.seq_id}: empty schedule"
+        reaches_end = self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
+        object.__setattr__(self, "samples", reaches_end)
 
 
 @dataclass
