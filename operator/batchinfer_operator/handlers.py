@@ -1,0 +1,85 @@
+"""kopf handlers: thin adapters from kopf's causes to reconcile(); all decisions live elsewhere."""
+
+import json
+import logging
+import os
+from typing import Any
+
+import kopf
+import structlog
+
+from batchinfer_operator import kube, metrics
+from batchinfer_operator.names import GROUP, LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, PLURAL, VERSION
+from batchinfer_operator.reconcile import reconcile
+from batchinfer_operator.settings import OperatorSettings, settings_from_env
+
+log = structlog.get_logger(__name__)
+
+FINALIZER = f"{GROUP}/finalizer"
+# Read at import because kopf fixes timer intervals when handlers are registered.
+RESYNC_SECONDS = float(os.environ.get("BATCHINFER_RESYNC_SECONDS") or 10.0)
+
+
+def _settings(memo: kopf.Memo) -> OperatorSettings:
+    return memo["batchinfer_settings"]
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(body)))
+
+
+def post_event(cr: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    kopf.event(cr, type=type_, reason=reason, message=message[:1000])
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    ours = settings_from_env()
+    memo["batchinfer_settings"] = ours
+    # kopf adds this finalizer only for deletion handlers; we have none (ownerReferences clean up).
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Our transitions are posted explicitly; kopf's own log lines become Events only if warnings.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "batchinfer-operator"
+    # One replica (the Deployment's strategy is Recreate): no peering objects needed.
+    settings.peering.standalone = True
+    settings.execution.max_workers = 8
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    metrics.serve(ours.metrics_port)
+    log.info("operator configured", worker_image=ours.worker_image, namespaces=list(ours.namespaces))
+
+
+@kopf.on.probe(id="settings")
+def settings_probe(memo: kopf.Memo, **_: Any) -> str:
+    return _settings(memo).worker_image
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_run_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    reconcile(_plain(body), _settings(memo), post_event)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    reconcile(_plain(body), _settings(memo), post_event)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def on_run_deleted(namespace: str, name: str, **_: Any) -> None:
+    metrics.forget(f"{namespace}/{name}")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_RUN: kopf.PRESENT})
+def on_job_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """A Job of ours changed: reconcile its run at once instead of waiting for the timer."""
+    run_name = body.get("metadata", {}).get("labels", {}).get(LABEL_RUN)
+    cr = kube.read_cr(namespace, run_name)
+    if cr is not None:
+        reconcile(cr, _settings(memo), post_event)

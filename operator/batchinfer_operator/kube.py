@@ -1,0 +1,107 @@
+"""The Kubernetes API edge: a few JSON calls on plain dicts (no typed models, no user data)."""
+
+import json
+import threading
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from batchinfer_operator.names import GROUP, PLURAL, VERSION
+
+_lock = threading.Lock()
+_client: client.ApiClient | None = None
+
+
+class KubeError(RuntimeError):
+    """A Kubernetes API call failed; says which call and the API's answer."""
+
+    def __init__(self, what: str, status: int | None, body: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {body[:300]}")
+        self.status = status
+
+
+def api_client() -> client.ApiClient:
+    """In a pod the service account; elsewhere the kubeconfig (as kopf itself logs in)."""
+    global _client
+    with _lock:
+        if _client is None:
+            try:
+                config.load_incluster_config()
+            except ConfigException:
+                config.load_kube_config()
+            _client = client.ApiClient()
+        return _client
+
+
+def _call(
+    method: str, path: str, body: Any = None, content_type: str = "application/json",
+    query: list[tuple[str, str]] | None = None,
+) -> Any:
+    try:
+        response = api_client().call_api(
+            path, method, query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body, auth_settings=["BearerToken"],
+            _preload_content=False, _return_http_data_only=True,
+        )
+    except ApiException as exc:
+        raise KubeError(f"{method} {path}", exc.status, str(exc.body or exc.reason)) from None
+    return json.loads(response.data or b"null")
+
+
+def _cr_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
+
+def _job_path(namespace: str, name: str = "") -> str:
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs" + (f"/{name}" if name else "")
+
+
+def read_cr(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return _call("GET", _cr_path(namespace, name))
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def patch_cr_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    _call("PATCH", _cr_path(namespace, name) + "/status", {"status": status}, "application/merge-patch+json")
+
+
+def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return _call("GET", _job_path(namespace, name))
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def ensure_job(job: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create the Job, or return the existing one: 409 means an earlier attempt already did.
+
+    Returns (job, created)."""
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    try:
+        return _call("POST", _job_path(namespace), job), True
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+    existing = read_job(namespace, name)
+    if existing is None:
+        raise KubeError(f"GET {_job_path(namespace, name)}", 404, "Job vanished right after a 409")
+    return existing, False
+
+
+def set_job_suspend(namespace: str, name: str, suspend: bool) -> None:
+    _call("PATCH", _job_path(namespace, name), {"spec": {"suspend": suspend}}, "application/merge-patch+json")
+
+
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Callers still filter by labels: the selector is a server-side optimisation only."""
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    return list((_call("GET", path, query=[("labelSelector", selector)]) or {}).get("items") or [])

@@ -1,0 +1,38 @@
+"""The API names and the labels that tie Jobs and pods back to their BatchInference."""
+
+GROUP = "batchinfer.io"
+VERSION = "v1alpha1"
+PLURAL = "batchinferences"
+KIND = "BatchInference"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+LABEL_RUN = "batchinfer.io/run"
+LABEL_ROLE = "batchinfer.io/role"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "batchinfer-operator"
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+# Set by the Job controller on every pod of an Indexed Job.
+ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+ROLE_SHARDS = "shards"
+ROLE_GATHER = "gather"
+
+# Job names append a suffix and become pod labels (63 chars max), so CR names are shorter.
+MAX_NAME_LENGTH = 56
+
+
+def shards_job_name(run_name: str) -> str:
+    return f"{run_name}-shards"
+
+
+def gather_job_name(run_name: str) -> str:
+    return f"{run_name}-gather"
+
+
+def run_labels(run_name: str, role: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "batchinfer-worker",
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_RUN: run_name,
+        LABEL_ROLE: role,
+    }

@@ -1,0 +1,183 @@
+"""The status reducer: (CR, its Jobs, their pods, now) -> status. Pure: no I/O, no clock."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from batchinfer_operator.observed import (
+    describe_failure, failed_pods, job_condition, parse_indexes, shard_index, shard_summary,
+)
+from batchinfer_operator.spec import BatchInferenceSpec
+from batchinfer_operator.status import (
+    BatchInferenceStatus, Condition, Phase, RequestCounts, ShardCounts,
+)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the reducer looks at besides the CR itself."""
+
+    spec: BatchInferenceSpec | None
+    spec_error: str | None = None
+    shards_job: dict[str, Any] | None = None
+    gather_job: dict[str, Any] | None = None
+    shard_pods: list[dict[str, Any]] = field(default_factory=list)
+    gather_pods: list[dict[str, Any]] = field(default_factory=list)
+    batch_id: str | None = None
+    staging_url: str | None = None
+
+
+def prior_status(cr: dict[str, Any]) -> BatchInferenceStatus | None:
+    raw = cr.get("status") or {}
+    if "phase" not in raw:
+        return None
+    try:
+        return BatchInferenceStatus.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _shard_counts(obs: Observed, total: int) -> ShardCounts:
+    status = (obs.shards_job or {}).get("status", {})
+    succeeded = len(parse_indexes(status.get("completedIndexes"))) or int(status.get("succeeded") or 0)
+    return ShardCounts(
+        total=total,
+        succeeded=min(succeeded, total),
+        failed=len(parse_indexes(status.get("failedIndexes"))),
+        active=int(status.get("active") or 0),
+    )
+
+
+def _request_counts(obs: Observed, prior: RequestCounts | None) -> RequestCounts:
+    latest: dict[int, tuple[str, Any]] = {}
+    for pod in obs.shard_pods:
+        summary, index = shard_summary(pod), shard_index(pod)
+        if summary is None or index is None:
+            continue
+        stamp = pod.get("metadata", {}).get("creationTimestamp") or ""
+        if index not in latest or stamp >= latest[index][0]:
+            latest[index] = (stamp, summary)
+    counts = RequestCounts(shards_reported=len(latest))
+    for _, summary in latest.values():
+        counts.total += summary.requests.total
+        counts.completed += summary.requests.completed
+        counts.failed += summary.requests.failed
+    # Finished pods may be garbage-collected: never report fewer shards than before.
+    if prior is not None and prior.shards_reported > counts.shards_reported:
+        return prior
+    return counts
+
+
+def _shards_failure(obs: Observed) -> str:
+    job_status = (obs.shards_job or {}).get("status", {})
+    failed = sorted(parse_indexes(job_status.get("failedIndexes")))
+    if failed:
+        index = failed[0]
+        attempts = failed_pods(obs.shard_pods, index)
+        detail = describe_failure(attempts[-1]) if attempts else "no pod left to inspect"
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return f"shard {index} failed after {len(attempts)} attempt(s): {detail}{more}"
+    cond = job_condition(obs.shards_job, "Failed") or {}
+    return f"shards Job failed: {cond.get('reason', 'unknown')}: {cond.get('message', '')}".rstrip(": ")
+
+
+def _gather_failure(obs: Observed) -> str:
+    attempts = failed_pods(obs.gather_pods)
+    if attempts:
+        return f"gather failed after {len(attempts)} attempt(s): {describe_failure(attempts[-1])}"
+    cond = job_condition(obs.gather_job, "Failed") or {}
+    return f"gather Job failed: {cond.get('reason', 'unknown')}: {cond.get('message', '')}".rstrip(": ")
+
+
+def _phase(obs: Observed, shards: ShardCounts) -> tuple[Phase, str]:
+    spec = obs.spec
+    if obs.spec_error is not None or spec is None:
+        return Phase.FAILED, f"invalid spec: {obs.spec_error}"
+    if job_condition(obs.shards_job, "Failed"):
+        return Phase.FAILED, _shards_failure(obs)
+    shards_done = job_condition(obs.shards_job, "Complete") is not None or (
+        obs.shards_job is not None and shards.succeeded >= shards.total
+    )
+    if shards_done:
+        if job_condition(obs.gather_job, "Complete"):
+            return Phase.SUCCEEDED, f"{shards.total} shard(s) done, output written to {spec.output.url}"
+        if job_condition(obs.gather_job, "Failed"):
+            return Phase.FAILED, _gather_failure(obs)
+        if spec.suspend:
+            return Phase.SUSPENDED, "suspended before the gather; finished shards are kept"
+        return Phase.FINALIZING, "all shards done; gathering the output"
+    if spec.suspend:
+        return Phase.SUSPENDED, f"suspended; {shards.succeeded}/{shards.total} shard(s) done and kept"
+    if obs.shards_job is None:
+        return Phase.PENDING, "creating the shards Job"
+    job = obs.shards_job
+    if job.get("spec", {}).get("suspend") and spec.queue_name:
+        return Phase.PENDING, f"waiting for admission by Kueue queue {spec.queue_name}"
+    started = shards.active or shards.succeeded or shards.failed or job.get("status", {}).get("startTime")
+    if started:
+        return Phase.RUNNING, f"{shards.succeeded}/{shards.total} shard(s) done, {shards.active} running"
+    return Phase.PENDING, "waiting for the shard pods to start"
+
+
+def _condition(
+    type_: str, true: bool, reason: str, message: str, now: str, generation: int | None,
+    prior: BatchInferenceStatus | None,
+) -> Condition:
+    status = "True" if true else "False"
+    since = now
+    for old in prior.conditions if prior else []:
+        if old.type == type_ and old.status == status:
+            since = old.last_transition_time
+    return Condition(
+        type=type_, status=status, reason=reason, message=message,
+        last_transition_time=since, observed_generation=generation,
+    )
+
+
+def _conditions(
+    phase: Phase, message: str, obs: Observed, shards: ShardCounts, now: str,
+    generation: int | None, prior: BatchInferenceStatus | None,
+) -> list[Condition]:
+    done = shards.total > 0 and shards.succeeded >= shards.total
+    table = [
+        ("Accepted", obs.spec_error is None, "SpecValid" if obs.spec_error is None else "InvalidSpec",
+         "" if obs.spec_error is None else message),
+        ("ShardsComplete", done, "AllShardsSucceeded" if done else "ShardsPending",
+         f"{shards.succeeded}/{shards.total} shard(s) done"),
+        ("Suspended", phase is Phase.SUSPENDED, "SuspendedBySpec" if phase is Phase.SUSPENDED else "NotSuspended", ""),
+        ("Succeeded", phase is Phase.SUCCEEDED, "OutputWritten" if phase is Phase.SUCCEEDED else "NotFinished", ""),
+        ("Failed", phase is Phase.FAILED, "RunFailed" if phase is Phase.FAILED else "NotFailed",
+         message if phase is Phase.FAILED else ""),
+    ]
+    return [_condition(t, ok, r, m, now, generation, prior) for t, ok, r, m in table]
+
+
+def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInferenceStatus:
+    prior = prior_status(cr)
+    if prior is not None and prior.phase.terminal:
+        return prior  # terminal phases are final: late pod updates never reopen a run
+    generation = cr.get("metadata", {}).get("generation")
+    raw_total = (cr.get("spec") or {}).get("shards")
+    total = obs.spec.shards if obs.spec else (raw_total if isinstance(raw_total, int) else 0)
+    shards = _shard_counts(obs, total)
+    phase, message = _phase(obs, shards)
+    started = phase not in (Phase.PENDING,) and obs.spec_error is None
+    start_time = (prior.start_time if prior else None) or (
+        ((obs.shards_job or {}).get("status", {}).get("startTime") or now) if started else None
+    )
+    requests = _request_counts(obs, prior.request_counts if prior else None)
+    return BatchInferenceStatus(
+        phase=phase,
+        message=message,
+        observed_generation=generation,
+        batch_id=obs.batch_id,
+        staging_url=obs.staging_url,
+        shards=shards,
+        request_counts=requests,
+        shards_display=f"{shards.succeeded}/{shards.total}",
+        requests_display=f"{requests.completed}/{requests.failed}",
+        start_time=start_time,
+        completion_time=now if phase.terminal else None,
+        conditions=_conditions(phase, message, obs, shards, now, generation, prior),
+    )

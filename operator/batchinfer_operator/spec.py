@@ -1,0 +1,95 @@
+"""The BatchInference spec as pydantic models: the same fields and rules as the CRD's schema."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class SpecModel(BaseModel):
+    """camelCase on the wire (Kubernetes style), snake_case in Python; unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Location(SpecModel):
+    url: str = Field(min_length=1)
+
+
+class Credentials(SpecModel):
+    # Mounted into every worker pod as environment (envFrom); the operator never reads it.
+    secret_name: str = Field(min_length=1, max_length=253)
+
+
+class EngineSpec(SpecModel):
+    """Engine flags of `worker run-shard`, under FastDeploy's names (see worker.engine.engine_args)."""
+
+    max_model_len: int | None = Field(None, ge=2)
+    max_num_seqs: int | None = Field(None, ge=1)
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    block_size: int | None = Field(None, ge=1)
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    enable_prefix_caching: bool | None = None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+
+
+class ResourceRequirements(SpecModel):
+    limits: dict[str, str | int] = Field(default_factory=dict)
+    requests: dict[str, str | int] = Field(default_factory=dict)
+
+
+class WorkerSpec(SpecModel):
+    """Where and how the worker pods run; Kubernetes objects are passed through unchanged."""
+
+    image: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    service_account_name: str | None = None
+    image_pull_secrets: list[dict[str, str]] = Field(default_factory=list)
+    env: list[dict[str, Any]] = Field(default_factory=list)
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
+    scratch_size_limit: str | None = Field(None, description="sizeLimit of the /tmp emptyDir")
+
+
+class Retries(SpecModel):
+    per_shard: int = Field(2, ge=0, le=100, description="backoffLimitPerIndex")
+    failed_shards_allowed: int = Field(0, ge=0, description="maxFailedIndexes")
+
+
+class BatchInferenceSpec(SpecModel):
+    model: str = Field(min_length=1, description="s3:// or http(s):// URI, or a path in the image or a mounted volume")
+    input: Location
+    output: Location
+    staging: Location | None = None
+    credentials: Credentials | None = None
+    shards: int = Field(1, ge=1, le=10000)
+    parallelism: int | None = Field(None, ge=1)
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    worker: WorkerSpec = Field(default_factory=WorkerSpec)
+    retries: Retries = Field(default_factory=Retries)
+    active_deadline_seconds: int | None = Field(None, ge=1)
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    suspend: bool = False
+    queue_name: str | None = Field(None, min_length=1, max_length=63)
+
+    @model_validator(mode="after")
+    def _check(self) -> "BatchInferenceSpec":
+        if self.parallelism is not None and self.parallelism > self.shards:
+            raise ValueError(f"parallelism ({self.parallelism}) must be <= shards ({self.shards})")
+        if self.retries.failed_shards_allowed >= self.shards:
+            raise ValueError("retries.failedShardsAllowed must be < shards")
+        return self
+
+    @property
+    def effective_parallelism(self) -> int:
+        return self.parallelism or self.shards
+
+    def mount_paths(self) -> list[str]:
+        return [str(m.get("mountPath", "")) for m in self.worker.volume_mounts if m.get("mountPath")]
