@@ -17,10 +17,14 @@ def _host(x) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else x.numpy()
 
 
+def _device(x, dtype: str):
+    return paddle.to_tensor(x, dtype=dtype) if isinstance(x, np.ndarray) else x.astype(dtype)
+
+
 def write_kv(key_cache, value_cache, key, value, slot_mapping) -> None:
     """Scatter key/value [T, Hkv, D] into the caches [NB, Hkv, BS, D] at `slot_mapping` [T]."""
     num_kv_heads, block_size = key_cache.shape[1], key_cache.shape[2]
-    slots = paddle.to_tensor(_host(slot_mapping), dtype="int64")
+    slots = _device(slot_mapping, "int64")
     heads = paddle.arange(num_kv_heads, dtype="int64").unsqueeze(0)  # [1, Hkv]
     blocks = (slots // block_size).unsqueeze(1).expand([-1, num_kv_heads])
     offsets = (slots % block_size).unsqueeze(1).expand([-1, num_kv_heads])

@@ -1,0 +1,38 @@
+"""`worker make-tiny-model DIR`: write the bundled tiny ERNIE 4.5 model (deterministic)."""
+
+import argparse
+
+HELP = "write a small deterministic ERNIE 4.5 model directory (weights, config, tokenizer)"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="output directory (created if missing)")
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--num-attention-heads", type=int, default=4)
+    parser.add_argument("--num-key-value-heads", type=int, default=2)
+    parser.add_argument("--head-dim", type=int, default=None, help="default: hidden / heads")
+    parser.add_argument("--intermediate-size", type=int, default=128)
+    parser.add_argument("--vocab-size", type=int, default=1024,
+                        help="embedding rows; the tokenizer uses at most 1024 of them")
+    parser.add_argument("--max-position-embeddings", type=int, default=4096)
+    parser.add_argument("--untied", action="store_true", help="separate lm_head (default: tied)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=["pt", "paddle"], default="pt",
+                        help="pt: HF names, [out,in] (what paddleformers 1.2.0 writes and loads); "
+                             "paddle: ernie.* names, [in,out]")
+
+
+def run(args: argparse.Namespace) -> int:
+    from worker.tiny_model import TinyModelSpec, write_tiny_model
+
+    spec = TinyModelSpec(
+        num_layers=args.num_layers, hidden_size=args.hidden_size,
+        num_attention_heads=args.num_attention_heads, num_key_value_heads=args.num_key_value_heads,
+        head_dim=args.head_dim, intermediate_size=args.intermediate_size,
+        vocab_size=args.vocab_size, max_position_embeddings=args.max_position_embeddings,
+        tie_word_embeddings=not args.untied, seed=args.seed, layout=args.layout,
+    )
+    out = write_tiny_model(args.dir, spec)
+    print(f"wrote {out}")
+    return 0

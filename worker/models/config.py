@@ -1,0 +1,127 @@
+"""ModelConfig: the decoder's shape and flavour, read from a model directory's config.json.
+
+One decoder serves ERNIE 4.5 dense and the Llama/Qwen2 family; they differ only in the
+settings below (RoPE pairing, q/k/v bias, tied embeddings), chosen by architecture name.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ModelConfigError(ValueError):
+    """config.json is missing, unreadable, or describes a model this decoder cannot run."""
+
+
+# architecture -> (rope_interleaved, default qkv bias, config key that turns bias on)
+_ARCHITECTURES: dict[str, tuple[bool, bool, str | None]] = {
+    # ERNIE 4.5 pairs dims (2i, 2i+1) ("rotate every two"); see paddleformers' rotate_half.
+    "Ernie4_5ForCausalLM": (True, False, None),
+    "LlamaForCausalLM": (False, False, "attention_bias"),
+    "MistralForCausalLM": (False, False, None),
+    "Qwen2ForCausalLM": (False, True, None),
+}
+
+
+class ModelConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    architecture: str
+    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    rms_norm_eps: float = Field(gt=0)
+    rope_theta: float = Field(gt=0)
+    rope_interleaved: bool
+    qkv_bias: bool
+    tie_word_embeddings: bool
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> "ModelConfig":
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        return self
+
+    @property
+    def q_size(self) -> int:
+        return self.num_attention_heads * self.head_dim
+
+    @property
+    def kv_size(self) -> int:
+        return self.num_key_value_heads * self.head_dim
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path) -> "ModelConfig":
+        path = Path(model_dir) / "config.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelConfigError(f"{path}: cannot read config.json: {e}") from e
+        try:
+            return cls.from_dict(raw)
+        except (ValidationError, ValueError) as e:
+            raise ModelConfigError(f"{path}: {e}") from e
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "ModelConfig":
+        archs = raw.get("architectures") or []
+        arch = next((a for a in archs if a in _ARCHITECTURES), None)
+        if arch is None:
+            raise ModelConfigError(
+                f"architectures={archs!r} is not supported; supported: {sorted(_ARCHITECTURES)}"
+            )
+        _check_rope_scaling(raw)
+        if raw.get("use_bias"):
+            # ERNIE's use_bias also puts biases on o_proj and the norms; no released model uses it.
+            raise ModelConfigError("use_bias=true is not supported for Ernie4_5ForCausalLM")
+        interleaved, default_bias, bias_key = _ARCHITECTURES[arch]
+        heads = raw["num_attention_heads"]
+        eos = raw.get("eos_token_id")
+        return cls(
+            architecture=arch,
+            vocab_size=raw["vocab_size"],
+            hidden_size=raw["hidden_size"],
+            intermediate_size=raw["intermediate_size"],
+            num_hidden_layers=raw["num_hidden_layers"],
+            num_attention_heads=heads,
+            num_key_value_heads=raw.get("num_key_value_heads") or heads,
+            head_dim=raw.get("head_dim") or raw["hidden_size"] // heads,
+            max_position_embeddings=raw.get("max_position_embeddings", 4096),
+            rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
+            rope_theta=_rope_theta(raw),
+            rope_interleaved=interleaved,
+            qkv_bias=bool(raw.get(bias_key, default_bias)) if bias_key else default_bias,
+            tie_word_embeddings=raw.get("tie_word_embeddings", False),
+            bos_token_id=raw.get("bos_token_id"),
+            eos_token_ids=tuple(eos if isinstance(eos, list) else [] if eos is None else [eos]),
+            pad_token_id=raw.get("pad_token_id"),
+        )
+
+
+def _rope_theta(raw: dict[str, Any]) -> float:
+    params = raw.get("rope_parameters") or {}
+    return float(raw.get("rope_theta") or params.get("rope_theta") or 10000.0)
+
+
+def _check_rope_scaling(raw: dict[str, Any]) -> None:
+    """Only plain RoPE is implemented; a scaled one would silently produce wrong logits."""
+    for key in ("rope_scaling", "rope_parameters"):
+        spec = raw.get(key) or {}
+        kind = spec.get("rope_type", spec.get("type", "default"))
+        if kind != "default":
+            raise ModelConfigError(f"{key}.rope_type={kind!r} is not supported (only 'default')")
