@@ -70,7 +70,7 @@ def test_defaults_render_one_cluster_wide_standalone_operator(chart_default):
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
     container = operator_container(chart_default)
-    assert container["image"] == "ghcr.io/batchinfer/batchinfer-operator:0.1.0"
+    assert container["image"] == "ghcr.io/batchinfer/operator:0.1.0"
     assert container["command"] == ["kopf"]
     args = container["args"]
     assert args[0] == "run" and "--standalone" in args and "--all-namespaces" in args
@@ -80,7 +80,7 @@ def test_defaults_render_one_cluster_wide_standalone_operator(chart_default):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert probe == {"path": "/healthz", "port": "health"} and ports == {"health": 8080, "metrics": 9090}
     assert settings_from_env(env(container)) == OperatorSettings(
-        worker_image="ghcr.io/batchinfer/batchinfer-worker:0.1.0",
+        worker_image="ghcr.io/batchinfer/worker:0.1.0",
         metrics_port=9090,
         liveness_endpoint="http://0.0.0.0:8080/healthz",
         run_as_user=65532,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from batchinfer_operator.jobs import gather_job, shards_job
+from batchinfer_operator.reconcile import run_values
 from batchinfer_operator.settings import OperatorSettings
-from batchinfer_operator.spec import BatchInferenceSpec
-from batchinfer_operator.worker_command import RunValues
+from batchinfer_operator.validation import validate_spec
 
 from tests.deploy.policy import container_violations, rbac_violations, workload_violations
-from tests.deploy.render import MANIFESTS, OLDEST_KUBERNETES, kustomize, latest_kubernetes, validate
+from tests.deploy.render import (
+    MANIFESTS, OLDEST_KUBERNETES, kustomize, latest_kubernetes, read_yaml, validate,
+)
 
 # What the operator may do, exactly: adding a permission must be a deliberate test change.
 OPERATOR_PERMISSIONS = {
@@ -98,39 +102,36 @@ def test_the_policy_catches_each_missing_lockdown():
     assert container_violations("pod/y", pod_level) == ["pod/y container c: runAsUser is 0"]
 
 
-def worker_jobs() -> list[dict]:
-    """The two Jobs the operator builds for a run that uses every pod-shaping spec field."""
-    cr = {"metadata": {"name": "demo", "namespace": "team-a", "uid": "0b7c6c1e-1111-2222-3333-444455556666"}}
-    spec = BatchInferenceSpec.model_validate({
-        "model": "/models/ernie",
-        "input": {"url": "s3://in/requests.jsonl"},
-        "output": {"url": "s3://out/results.jsonl"},
-        "credentials": {"secretName": "s3-creds"},
-        "shards": 4,
-        "worker": {
-            "resources": {"limits": {"nvidia.com/gpu": 1}},
-            "env": [{"name": "FLAGS_x", "value": "1"}],
-            "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}],
-            "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
-            "scratchSizeLimit": "20Gi",
-        },
-    })
-    run = RunValues(input_url="s3://in/requests.jsonl", output_url="s3://out/results.jsonl",
-                    staging_url="s3://out/.staging/x", num_shards=4, model="/models/ernie",
-                    batch_id="batch-x", created=1700000000)
-    settings = OperatorSettings()
+EXAMPLES = sorted((MANIFESTS / "examples").glob("*.yaml"))
+
+
+def worker_jobs(example: Path) -> list[dict]:
+    """The two Jobs the operator builds for an example resource, as its reconciler does."""
+    [cr] = read_yaml(example)
+    cr["metadata"] |= {"namespace": "team-a", "uid": "0b7c6c1e-1111-2222-3333-444455556666",
+                       "creationTimestamp": "2026-01-02T03:04:05Z"}
+    settings = OperatorSettings(default_staging_url="s3://staging/batchinfer")
+    spec = validate_spec(cr["spec"], settings)
+    run = run_values(cr, spec, settings)
     return [shards_job(cr, spec, run, settings), gather_job(cr, spec, run, settings)]
 
 
-def test_worker_pods_the_operator_builds_are_locked_down():
-    jobs = worker_jobs()
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_worker_pods_the_operator_builds_are_locked_down(example):
+    jobs = worker_jobs(example)
     assert workload_violations(jobs) == []
     for job in jobs:
         pod = job["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
         assert {"name": "scratch", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+        assert not any("hostPath" in volume for volume in pod["volumes"])
 
 
 @pytest.mark.parametrize("version", [OLDEST_KUBERNETES, latest_kubernetes()])
-def test_worker_jobs_validate_against_the_api_schemas(version):
-    assert all(validate(job, version) for job in worker_jobs())
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_worker_jobs_validate_against_the_api_schemas(example, version):
+    assert all(validate(job, version) for job in worker_jobs(example))
