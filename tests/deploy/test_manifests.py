@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 
 from tests.deploy.render import (
@@ -12,6 +13,7 @@ from tests.deploy.render import (
     by_identity,
     kustomize,
     latest_kubernetes,
+    read_yaml,
     strip_helm_labels,
     validate,
 )
@@ -52,3 +54,45 @@ def test_chart_crd_is_identical_to_the_manifests_crd():
     if not (CHART_CRD.exists() and MANIFEST_CRD.exists()):
         pytest.skip("the CRD is not written yet (operator issue)")
     assert CHART_CRD.read_bytes() == MANIFEST_CRD.read_bytes()
+
+
+EXAMPLES = sorted((MANIFESTS / "examples").glob("*.yaml"))
+
+
+def unknown_fields(obj, schema: dict, path: str = "") -> list[str]:
+    """Fields the API server's strict field validation would refuse (kubectl apply's default)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(obj, dict) and "properties" in schema:
+        found = [f"{path}.{k}" for k in obj if k not in schema["properties"]]
+        return found + [u for k, v in obj.items() if k in schema["properties"]
+                        for u in unknown_fields(v, schema["properties"][k], f"{path}.{k}")]
+    if isinstance(obj, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return [u for k, v in obj.items() for u in unknown_fields(v, schema["additionalProperties"], f"{path}.{k}")]
+    if isinstance(obj, list) and "items" in schema:
+        return [u for i, v in enumerate(obj) for u in unknown_fields(v, schema["items"], f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_match_the_crd_schema(example):
+    [crd] = read_yaml(MANIFEST_CRD)
+    [version] = [v for v in crd["spec"]["versions"] if v["storage"]]
+    schema = version["schema"]["openAPIV3Schema"]
+    [cr] = read_yaml(example)
+    assert cr["apiVersion"] == f"{crd['spec']['group']}/{version['name']}"
+    assert cr["kind"] == crd["spec"]["names"]["kind"]
+    # The structural part only (types, required, enums, bounds); x-kubernetes-* are ignored.
+    jsonschema.Draft7Validator(schema).validate(cr)
+    # metadata is typed `object` in every CRD; the API server checks it itself.
+    assert unknown_fields({k: v for k, v in cr.items() if k != "metadata"}, schema) == []
+
+
+def test_unknown_field_check_catches_a_typo():
+    [crd] = read_yaml(MANIFEST_CRD)
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    [cr] = read_yaml(EXAMPLES[0])
+    cr["spec"].setdefault("worker", {})["nodeSelectr"] = {}
+    cr["spec"]["engine"] = {"maxModelLength": 10}
+    found = unknown_fields(cr["spec"], schema["properties"]["spec"], "spec")
+    assert sorted(found) == ["spec.engine.maxModelLength", "spec.worker.nodeSelectr"]
