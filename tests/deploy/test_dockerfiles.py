@@ -71,3 +71,22 @@ def test_chart_runs_the_operator_image_as_its_user():
     assert user == f"{values['runAsUser']}:{values['runAsGroup']}"
     [cmd] = [i.args for i in final_stage(instructions(OPERATOR)) if i.op == "CMD"]
     assert yaml.safe_load(cmd)[-2:] == ["-m", "batchinfer_operator"]
+
+
+def test_reader_sees_extras_continuations_and_the_last_stage(tmp_path):
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "FROM python:3.11-slim AS build\n"
+        "USER 1000\n"
+        "RUN pip install --upgrade pip \\\n"
+        "    # a comment inside a continuation\n"
+        " && pip install -e '.[worker,operator]'\n"
+        "FROM python:3.11-slim\n"
+        "COPY --from=build /opt /opt\n"
+        "USER root\n"
+    )
+    items = instructions(dockerfile)
+    assert [i.op for i in items] == ["FROM", "USER", "RUN", "FROM", "COPY", "USER"]
+    assert pip_extras(items[2].args) == [{"worker", "operator"}]
+    assert [i.args for i in final_stage(items) if i.op == "USER"] == ["root"]
+    assert copy_sources(items[4]) == []
