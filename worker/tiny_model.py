@@ -200,4 +200,5 @@ def write_tiny_model(out_dir: str | Path, spec: TinyModelSpec) -> Path:
     if spec.layout == "paddle":
         weights = to_paddle_layout(weights)
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt" if spec.layout == "pt" else "np"})
+    (out / "model.safetensors").chmod(0o644)  # safetensors writes 0600; images run as another uid
     return out

@@ -15,14 +15,17 @@ class ModelConfigError(ValueError):
     """config.json is missing, unreadable, or describes a model this decoder cannot run."""
 
 
-# architecture -> (rope_interleaved, default qkv bias, config key that turns bias on)
-_ARCHITECTURES: dict[str, tuple[bool, bool, str | None]] = {
+# architecture -> (rope_interleaved, q/k/v bias)
+_ARCHITECTURES: dict[str, tuple[bool, bool]] = {
     # ERNIE 4.5 pairs dims (2i, 2i+1) ("rotate every two"); see paddleformers' rotate_half.
-    "Ernie4_5ForCausalLM": (True, False, None),
-    "LlamaForCausalLM": (False, False, "attention_bias"),
-    "MistralForCausalLM": (False, False, None),
-    "Qwen2ForCausalLM": (False, True, None),
+    "Ernie4_5ForCausalLM": (True, False),
+    "LlamaForCausalLM": (False, False),
+    "MistralForCausalLM": (False, False),
+    "Qwen2ForCausalLM": (False, True),
 }
+# Config switches that add biases this decoder does not have (ERNIE's use_bias also covers
+# o_proj and the norms; Llama's attention_bias also covers o_proj); no common model sets them.
+_UNSUPPORTED_FLAGS = ("use_bias", "attention_bias", "mlp_bias")
 
 
 class ModelConfig(BaseModel):
@@ -86,10 +89,10 @@ class ModelConfig(BaseModel):
                 f"architectures={archs!r} is not supported; supported: {sorted(_ARCHITECTURES)}"
             )
         _check_rope_scaling(raw)
-        if raw.get("use_bias"):
-            # ERNIE's use_bias also puts biases on o_proj and the norms; no released model uses it.
-            raise ModelConfigError("use_bias=true is not supported for Ernie4_5ForCausalLM")
-        interleaved, default_bias, bias_key = _ARCHITECTURES[arch]
+        for flag in _UNSUPPORTED_FLAGS:
+            if raw.get(flag):
+                raise ModelConfigError(f"{flag}=true is not supported for {arch}")
+        interleaved, qkv_bias = _ARCHITECTURES[arch]
         heads = raw["num_attention_heads"]
         eos = raw.get("eos_token_id")
         return cls(
@@ -105,7 +108,7 @@ class ModelConfig(BaseModel):
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
             rope_theta=_rope_theta(raw),
             rope_interleaved=interleaved,
-            qkv_bias=bool(raw.get(bias_key, default_bias)) if bias_key else default_bias,
+            qkv_bias=qkv_bias,
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             bos_token_id=raw.get("bos_token_id"),
             eos_token_ids=tuple(eos if isinstance(eos, list) else [] if eos is None else [eos]),
