@@ -22,8 +22,9 @@ from worker.engine.scheduler import SampledTokens
 from worker.engine.sequence import Sequence
 from worker.sampling_params import SamplingParams
 
-# top_p first tries the most probable candidates only; exact, and avoids a full-vocab sort.
-_TOP_P_PREFILTER = 1024
+# top_p first tries the tokens within these ratios of the most probable one: exact whenever
+# they already hold the mass, and it spares a full-vocabulary sort for all but flat rows.
+_TOP_P_PREFILTER_RATIOS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -91,10 +92,11 @@ def filter_probs(row: np.ndarray, sp: SamplingParams) -> tuple[np.ndarray, np.nd
 
 def _top_p(cand: np.ndarray, probs: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
     pool = np.arange(probs.shape[0])
-    if probs.shape[0] > _TOP_P_PREFILTER:
-        head = np.argpartition(-probs, _TOP_P_PREFILTER - 1)[:_TOP_P_PREFILTER]
+    for ratio in _TOP_P_PREFILTER_RATIOS:
+        head = np.flatnonzero(probs >= probs.max() * ratio)
         if probs[head].sum() >= top_p:
             pool = head
+            break
     order = pool[np.argsort(-probs[pool], kind="stable")]
     sorted_probs = probs[order]
     # Keep a token while the mass before it is below top_p: the most probable always stays.
