@@ -197,3 +197,15 @@ def test_unseeded_sampling_uses_the_process_generator():
     a = Sampler(seed=1)(logits, seqs).token_ids
     b = Sampler(seed=2)(logits, seqs).token_ids
     assert a.tolist() != b.tolist() and a.tolist() == Sampler(seed=1)(logits, seqs).token_ids.tolist()
+
+
+def test_seeded_completions_of_one_request_differ_by_index():
+    logits = np.zeros((1, V), dtype=np.float32)
+    streams = []
+    for index in (0, 1):
+        seq = make_seq([1], seed=7)
+        seq.index = index
+        for _ in range(8):
+            seq.append_token(int(Sampler()(logits, [seq]).token_ids[0]))
+        streams.append(seq.output_token_ids)
+    assert streams[0] != streams[1]

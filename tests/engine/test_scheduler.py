@@ -155,6 +155,16 @@ def test_finish_from_the_output_processor_frees_blocks():
     assert sched.block_manager.num_free_blocks == 16
 
 
+def test_finish_corrects_the_reason_of_a_finished_sequence():
+    sched = make_scheduler()
+    seq = make_seq(range(3), "a", max_tokens=1)
+    sched.add(seq)
+    step(sched)
+    assert seq.finish_reason == "length"
+    sched.finish(seq, "stop")  # the output processor found a stop string in that last token
+    assert seq.finish_reason == "stop" and sched.block_manager.num_free_blocks == 16
+
+
 def test_second_request_hits_the_prefix_of_a_finished_one():
     sched = make_scheduler(block_size=4)
     first = make_seq(range(10), "first", max_tokens=1)

@@ -12,9 +12,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from worker.engine.sequence import Sequence
-from worker.logs import get_logger
-
-log = get_logger(__name__)
 
 NO_HASH = -1
 

@@ -196,8 +196,13 @@ class Scheduler:
         return finished
 
     def finish(self, seq: Sequence, reason: str | None) -> None:
-        """End `seq` now (token stop, stop string found by the output processor, or abort)."""
+        """End `seq` now (token stop, stop string found by the output processor, or abort).
+
+        On a finished sequence it only corrects the reason: a stop string completed by the
+        very token that hit max_tokens is a 'stop', not a 'length'.
+        """
         if seq.is_finished:
+            seq.finish_reason = reason
             return
         if seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
