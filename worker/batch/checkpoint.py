@@ -1,0 +1,136 @@
+"""Checkpoint chunks: `part-KKKK.jsonl` of a fixed number of output lines, each followed by its
+`part-KKKK.json` metadata, which is written last and so marks the chunk complete. A restarted
+run keeps the complete chunks and resumes reading the input at the last one's end offset."""
+
+from collections.abc import Iterator
+
+from pydantic import BaseModel, Field
+
+from worker import storage
+from worker.batch.build import LineResult
+from worker.batch.ids import BatchIdentity, custom_id_hash
+from worker.batch.lines import RawLine
+from worker.logs import get_logger
+
+log = get_logger(__name__)
+NO_ID = "0" * 16  # stands for a line without a usable custom_id
+
+
+class ChunkStats(BaseModel):
+    lines: int = 0
+    served: int = 0
+    failed: dict[str, int] = Field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def add(self, r: LineResult) -> None:
+        self.lines += 1
+        if r.error_code is None:
+            self.served += 1
+        else:
+            self.failed[r.error_code] = self.failed.get(r.error_code, 0) + 1
+        self.prompt_tokens += r.prompt_tokens
+        self.completion_tokens += r.completion_tokens
+        self.cached_tokens += r.cached_tokens
+
+    def merge(self, other: "ChunkStats") -> None:
+        for name in ("lines", "served", "prompt_tokens", "completion_tokens", "cached_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for code, count in other.failed.items():
+            self.failed[code] = self.failed.get(code, 0) + count
+
+
+class ChunkMeta(BaseModel):
+    index: int
+    start_offset: int
+    end_offset: int
+    error_rows: list[int] = Field(description="rows of the chunk that are error lines")
+    id_hashes: str = Field(description="16 hex digits per row: its custom_id's hash, or zeros")
+    stats: ChunkStats
+
+
+class RunManifest(BaseModel):
+    """What a checkpoint belongs to; a restart with different values starts over."""
+
+    input_url: str
+    input_size: int
+    start: int
+    end: int
+    chunk_lines: int
+    identity: BatchIdentity
+
+
+def chunk_name(index: int) -> str:
+    return f"part-{index:04d}.jsonl"
+
+
+def meta_name(index: int) -> str:
+    return f"part-{index:04d}.json"
+
+
+def load_manifest(prefix: str) -> RunManifest | None:
+    url = storage.join(prefix, "manifest.json")
+    return RunManifest.model_validate_json(storage.read_bytes(url)) if storage.exists(url) else None
+
+
+def save_manifest(prefix: str, manifest: RunManifest) -> None:
+    storage.write_bytes(storage.join(prefix, "manifest.json"), manifest.model_dump_json().encode())
+
+
+def iter_metas(prefix: str) -> Iterator[ChunkMeta]:
+    """The complete chunks, in order (probing by index: plain HTTP cannot list)."""
+    index = 0
+    while storage.exists(url := storage.join(prefix, meta_name(index))):
+        yield ChunkMeta.model_validate_json(storage.read_bytes(url))
+        index += 1
+
+
+def clear(prefix: str) -> None:
+    for meta in list(iter_metas(prefix)):
+        storage.delete(storage.join(prefix, meta_name(meta.index)))
+        storage.delete(storage.join(prefix, chunk_name(meta.index)))
+    storage.delete(storage.join(prefix, "manifest.json"))
+
+
+class ChunkWriter:
+    """Receives output lines in input order and publishes a chunk every chunk_lines lines."""
+
+    def __init__(self, prefix: str, chunk_lines: int, first_index: int, tmp_dir: str | None = None):
+        self.prefix, self.chunk_lines, self.index, self.tmp_dir = prefix, chunk_lines, first_index, tmp_dir
+        self._writer = None
+        self._meta: ChunkMeta | None = None
+        self._hashes: list[str] = []
+
+    def add(self, raw: RawLine, result: LineResult) -> None:
+        if self._writer is None:
+            self._writer = storage.make_writer(storage.join(self.prefix, chunk_name(self.index)), self.tmp_dir)
+            self._meta = ChunkMeta(index=self.index, start_offset=raw.offset, end_offset=raw.offset,
+                                   error_rows=[], id_hashes="", stats=ChunkStats())
+        meta = self._meta
+        if result.error_code is not None:
+            meta.error_rows.append(meta.stats.lines)
+        cid = result.line.custom_id
+        self._hashes.append(custom_id_hash(cid) if cid else NO_ID)
+        meta.stats.add(result)
+        meta.end_offset = raw.end
+        self._writer.write(result.line.to_bytes())
+        if meta.stats.lines >= self.chunk_lines:
+            self.flush()
+
+    def flush(self) -> None:
+        """Publish the current chunk, then its metadata (the commit mark)."""
+        if self._writer is None:
+            return
+        self._writer.commit()
+        self._meta.id_hashes = "".join(self._hashes)
+        storage.write_bytes(storage.join(self.prefix, meta_name(self.index)),
+                            self._meta.model_dump_json().encode(), self.tmp_dir)
+        log.info("chunk.done", chunk=self.index, lines=self._meta.stats.lines, end_offset=self._meta.end_offset)
+        self._writer, self._meta, self._hashes = None, None, []
+        self.index += 1
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None

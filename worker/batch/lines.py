@@ -1,0 +1,61 @@
+"""Stream the input's lines whose FIRST BYTE lies in [start, end), each with its byte offset.
+
+A shard reads from start-1: if that byte is a newline, a line begins exactly at start and is
+ours; otherwise the line in progress belongs to the previous shard and is skipped. A line that
+starts before end is read to its newline even past end. Adjacent shards therefore partition
+the file's lines exactly, with no pre-pass and no coordination.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from worker import storage
+
+
+@dataclass(frozen=True)
+class RawLine:
+    offset: int  # byte offset of the line's first byte in the whole input
+    end: int  # offset just past its newline (the next line's offset)
+    data: bytes  # without the trailing newline
+
+
+def shard_range(size: int, index: int, num_shards: int) -> tuple[int, int]:
+    """Byte range [i*size/N, (i+1)*size/N) of shard i (integer floor, so ranges tile exactly)."""
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index {index} is outside [0, {num_shards})")
+    return index * size // num_shards, (index + 1) * size // num_shards
+
+
+def iter_lines(url: str, start: int = 0, end: int | None = None) -> Iterator[RawLine]:
+    if end is not None and start >= end:
+        return
+    read_from = max(0, start - 1)
+    blocks = storage.read(url, read_from)
+    try:
+        yield from _split(blocks, read_from, start, end)
+    finally:
+        close = getattr(blocks, "close", None)
+        if close:
+            close()  # stops a ranged read that runs to the end of the object
+
+
+def _split(blocks: Iterator[bytes], pos: int, start: int, end: int | None) -> Iterator[RawLine]:
+    buf = bytearray()
+    line_start = pos
+    skipping = start > 0  # until we pass the newline at or after start-1
+    for block in blocks:
+        buf += block
+        cut = 0
+        while (nl := buf.find(b"\n", cut)) >= 0:
+            offset = line_start + cut
+            if skipping:
+                skipping = False
+            else:
+                if end is not None and offset >= end:
+                    return
+                yield RawLine(offset, line_start + nl + 1, bytes(buf[cut:nl]))
+            cut = nl + 1
+        del buf[:cut]
+        line_start += cut
+    if buf and not skipping and (end is None or line_start < end):
+        yield RawLine(line_start, line_start + len(buf), bytes(buf))

@@ -1,0 +1,104 @@
+"""One raw input line -> a validated request, or a LineError saying what is wrong and where."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from worker.batch import errors as E
+from worker.batch.errors import LineError
+from worker.batch.protocol import CHAT_URL, COMPLETIONS_URL, ChatBody, CompletionBody
+from worker.sampling_params import SamplingParams
+
+_PARAM_FIELDS = (
+    "n", "temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+    "repetition_penalty", "seed", "stop", "stop_token_ids", "bad_words", "min_tokens", "ignore_eos",
+)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    custom_id: str
+    chat: bool
+    body: ChatBody | CompletionBody
+    params: SamplingParams
+
+
+def parse_line(data: bytes) -> ParsedRequest:
+    obj = _decode(data)
+    custom_id = _custom_id(obj)
+    try:
+        return _parse_request(obj, custom_id)
+    except LineError as exc:
+        exc.custom_id = custom_id
+        raise
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    if not data.strip():
+        raise LineError(E.EMPTY_LINE, "the line is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LineError(E.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start} of the line") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LineError(E.INVALID_JSON, f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise LineError(E.INVALID_REQUEST, f"a line must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _custom_id(obj: dict[str, Any]) -> str:
+    if "custom_id" not in obj:
+        raise LineError(E.MISSING_CUSTOM_ID, "is missing", "custom_id")
+    value = obj["custom_id"]
+    if not isinstance(value, str) or not value:
+        raise LineError(E.MISSING_CUSTOM_ID, f"must be a non-empty string, got {value!r}", "custom_id")
+    return value
+
+
+def _parse_request(obj: dict[str, Any], custom_id: str) -> ParsedRequest:
+    if obj.get("method") != "POST":
+        raise LineError(E.INVALID_METHOD, f"must be \"POST\", got {obj.get('method')!r}", "method")
+    url = obj.get("url")
+    if url not in (CHAT_URL, COMPLETIONS_URL):
+        raise LineError(E.UNKNOWN_URL, f"must be {CHAT_URL} or {COMPLETIONS_URL}, got {url!r}", "url")
+    raw_body = obj.get("body")
+    if not isinstance(raw_body, dict):
+        raise LineError(E.INVALID_BODY, f"must be a JSON object, got {type(raw_body).__name__}", "body")
+    chat = url == CHAT_URL
+    body = _validate_body(ChatBody if chat else CompletionBody, raw_body)
+    return ParsedRequest(custom_id, chat, body, sampling_params(body))
+
+
+def _validate_body(model: type, raw: dict[str, Any]) -> ChatBody | CompletionBody:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["body", *(str(p) for p in first["loc"])])
+        raise LineError(E.INVALID_BODY, first["msg"], where) from None
+
+
+def sampling_params(body: ChatBody | CompletionBody) -> SamplingParams:
+    kw = {name: getattr(body, name) for name in _PARAM_FIELDS if getattr(body, name) is not None}
+    if isinstance(body, ChatBody):
+        max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        if body.top_logprobs is not None and not body.logprobs:
+            raise LineError(E.INVALID_SAMPLING_PARAMS, "needs \"logprobs\": true", "body.top_logprobs")
+        logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    else:
+        max_tokens, logprobs = body.max_tokens, body.logprobs
+    if max_tokens is not None:
+        kw["max_tokens"] = max_tokens
+    if logprobs is not None:
+        kw["logprobs"] = logprobs
+    try:
+        return SamplingParams(**kw)
+    except ValueError as exc:
+        name = str(exc).split(" ", 1)[0]
+        field = "body." + ("top_logprobs" if name == "logprobs" and isinstance(body, ChatBody) else name)
+        raise LineError(E.INVALID_SAMPLING_PARAMS, str(exc), field) from None

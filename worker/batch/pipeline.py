@@ -1,0 +1,101 @@
+"""The streaming loop: read lines, keep at most `window` of them between reading and writing,
+feed the engine, and hand results to the sink strictly in input order as they complete.
+
+Memory is bounded by the window (pending requests plus finished ones waiting for an earlier
+line), never by the size of the input.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from worker.batch import errors as E
+from worker.batch.build import LineResult, error_result, served_result
+from worker.batch.errors import LineError
+from worker.batch.ids import BatchIdentity
+from worker.batch.lines import RawLine
+from worker.batch.parse import ParsedRequest, parse_line
+from worker.batch.prepare import EnginePrompt, Tokenizer, build_prompt
+from worker.outputs import RequestOutput
+from worker.sampling_params import SamplingParams
+
+
+class Engine(Protocol):
+    tokenizer: Tokenizer
+    max_model_len: int
+
+    def add_request(self, request_id: str, prompt: str | None, sampling_params: SamplingParams,
+                    prompt_token_ids: list[int] | None = None) -> None: ...
+    def has_unfinished_requests(self) -> bool: ...
+    def step(self) -> list[RequestOutput]: ...
+
+
+class Sink(Protocol):
+    def add(self, raw: RawLine, result: LineResult) -> None: ...
+
+
+@dataclass
+class _Slot:
+    raw: RawLine
+    req: ParsedRequest | None = None
+    prompt: EnginePrompt | None = None
+    result: LineResult | None = None
+
+
+def run_pipeline(lines: Iterable[RawLine], engine: Engine, ident: BatchIdentity, sink: Sink,
+                 window: int, on_result: Callable[[RawLine, LineResult], None] | None = None) -> int:
+    """Serve every line; returns the number of lines written to the sink."""
+    assert window >= 1
+    source = iter(lines)
+    slots: dict[int, _Slot] = {}
+    next_read = next_write = 0
+    exhausted = False
+    while True:
+        while not exhausted and next_read - next_write < window:
+            raw = next(source, None)
+            if raw is None:
+                exhausted = True
+            else:
+                slots[next_read] = _admit(raw, next_read, engine, ident)
+                next_read += 1
+        while next_write in slots and slots[next_write].result is not None:
+            slot = slots.pop(next_write)
+            sink.add(slot.raw, slot.result)
+            if on_result:
+                on_result(slot.raw, slot.result)
+            next_write += 1
+        if exhausted and next_write == next_read:
+            return next_write
+        if next_write in slots:  # the oldest line waits for the engine
+            assert engine.has_unfinished_requests(), "a pending line has no request in the engine"
+            for out in engine.step():
+                slot = slots[int(out.request_id)]
+                slot.result = _finish(slot, out, ident, engine.tokenizer)
+
+
+def _admit(raw: RawLine, seq: int, engine: Engine, ident: BatchIdentity) -> _Slot:
+    slot = _Slot(raw)
+    try:
+        slot.req = parse_line(raw.data)
+        slot.prompt = build_prompt(slot.req, engine.tokenizer, engine.max_model_len)
+        _add(engine, str(seq), slot)
+    except LineError as err:
+        slot.result = error_result(ident, raw.offset, err)
+    return slot
+
+
+def _add(engine: Engine, request_id: str, slot: _Slot) -> None:
+    try:
+        engine.add_request(request_id, slot.prompt.prompt, slot.req.params,
+                           prompt_token_ids=slot.prompt.prompt_token_ids)
+    except ValueError as exc:
+        raise LineError(E.INVALID_BODY, f"the engine refused the request: {exc}", "body",
+                        custom_id=slot.req.custom_id) from None
+
+
+def _finish(slot: _Slot, out: RequestOutput, ident: BatchIdentity, tokenizer: Tokenizer) -> LineResult:
+    if out.error_code != 200:
+        err = LineError(E.ENGINE_ERROR, out.error_msg or f"engine error {out.error_code}",
+                        status=500, custom_id=slot.req.custom_id)
+        return error_result(ident, slot.raw.offset, err)
+    return served_result(ident, slot.raw.offset, slot.req, slot.prompt, out, tokenizer)

@@ -1,0 +1,66 @@
+"""A parsed request -> the prompt the engine runs (chat template, tokenization, length check)."""
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from worker.batch import errors as E
+from worker.batch.errors import LineError
+from worker.batch.parse import ParsedRequest
+from worker.batch.protocol import ChatBody, CompletionBody
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **kw: Any) -> str: ...
+
+
+@dataclass(frozen=True)
+class EnginePrompt:
+    prompt: str | None
+    prompt_token_ids: list[int]
+
+
+def build_prompt(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -> EnginePrompt:
+    try:
+        prompt = _chat_prompt(req.body, tokenizer) if req.chat else _completion_prompt(req.body)
+        ids = list(prompt) if isinstance(prompt, list) else tokenizer.encode(prompt)
+        _check_length(ids, max_model_len, "body.messages" if req.chat else "body.prompt")
+    except LineError as exc:
+        exc.custom_id = req.custom_id
+        raise
+    return EnginePrompt(prompt if isinstance(prompt, str) else None, ids)
+
+
+def _chat_prompt(body: ChatBody, tokenizer: Tokenizer) -> str:
+    messages = [{"role": m.role, "content": _text(m.content, i)} for i, m in enumerate(body.messages)]
+    try:
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                             **(body.chat_template_kwargs or {}))
+    except Exception as exc:  # a template raising on bad roles etc. is the line's fault
+        raise LineError(E.INVALID_BODY, f"chat template rejected the messages: {exc}", "body.messages") from None
+
+
+def _text(content: str | list[dict] | None, i: int) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for j, part in enumerate(content):
+        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+            raise LineError(E.INVALID_BODY, f"only text parts are supported, got type {part.get('type')!r}",
+                            f"body.messages.{i}.content.{j}")
+        parts.append(part["text"])
+    return "".join(parts)
+
+
+def _completion_prompt(body: CompletionBody) -> str | list[int]:
+    return body.prompt
+
+
+def _check_length(ids: list[int], max_model_len: int, field: str) -> None:
+    if not ids:
+        raise LineError(E.INVALID_BODY, "the prompt is empty", field)
+    if len(ids) >= max_model_len:
+        raise LineError(E.PROMPT_TOO_LONG,
+                        f"the prompt has {len(ids)} tokens; max_model_len is {max_model_len} "
+                        "and at least one output token must fit", field)

@@ -1,0 +1,53 @@
+"""The run summary: printed at the end, written as JSON (--summary-file, summary.json of a
+shard, the pod's termination message: kept well under Kubernetes' 4 KiB limit)."""
+
+from pydantic import BaseModel, Field
+
+from worker.batch.checkpoint import ChunkStats
+
+TERMINATION_LIMIT = 4096
+
+
+class Summary(BaseModel):
+    requests: int = Field(description="input lines = output lines")
+    served: int
+    failed: dict[str, int] = Field(description="error lines by error code")
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    elapsed_s: float = Field(description="wall time of this attempt")
+    resumed_lines: int = Field(0, description="lines taken from checkpoint chunks of earlier attempts")
+    requests_per_s: float = Field(description="lines completed by this attempt per second")
+    completion_tokens_per_s: float = Field(description="completion tokens of this attempt per second")
+    chunks: int = 0
+    shard_index: int | None = None
+    num_shards: int | None = None
+
+    @classmethod
+    def build(cls, total: ChunkStats, this_attempt: ChunkStats, elapsed_s: float, chunks: int,
+              **extra) -> "Summary":
+        per_s = 1.0 / elapsed_s if elapsed_s > 0 else 0.0
+        return cls(requests=total.lines, served=total.served, failed=dict(sorted(total.failed.items())),
+                   prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens,
+                   cached_tokens=total.cached_tokens, elapsed_s=round(elapsed_s, 3),
+                   resumed_lines=total.lines - this_attempt.lines,
+                   requests_per_s=round(this_attempt.lines * per_s, 3),
+                   completion_tokens_per_s=round(this_attempt.completion_tokens * per_s, 3),
+                   chunks=chunks, **extra)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    def termination_message(self) -> bytes:
+        data = self.to_json()
+        assert len(data) < TERMINATION_LIMIT, "the summary outgrew the termination message"
+        return data
+
+    def render(self) -> str:
+        failed = ", ".join(f"{code}={n}" for code, n in self.failed.items()) or "none"
+        return (f"requests: {self.requests}  served: {self.served}  failed: {failed}\n"
+                f"tokens: prompt {self.prompt_tokens}, completion {self.completion_tokens}, "
+                f"cached {self.cached_tokens}\n"
+                f"elapsed: {self.elapsed_s:.1f}s  throughput: {self.requests_per_s:.2f} req/s, "
+                f"{self.completion_tokens_per_s:.1f} completion tok/s"
+                + (f"  (resumed {self.resumed_lines} lines from checkpoints)" if self.resumed_lines else ""))

@@ -1,0 +1,86 @@
+"""`worker gather`: concatenate the shards' staging chunks, in index order, into the output
+URL, published atomically (S3 server-side copy where staging and output share S3)."""
+
+import argparse
+import sys
+import time
+
+from pydantic import BaseModel, Field
+
+from worker import storage
+from worker.batch import checkpoint
+from worker.batch.assemble import ChunkRef, assemble
+from worker.batch.checkpoint import ChunkStats
+from worker.batch.errors import BatchRunError
+from worker.batch.flags import validated
+from worker.batch.summary import Summary
+from worker.cli.run_shard import ENV_TERMINATION_LOG, _write_termination_message, shard_prefix
+from worker.logs import get_logger
+
+HELP = "Concatenate finished shards from staging into the output URL"
+log = get_logger(__name__)
+
+
+class GatherFlags(BaseModel):
+    staging_url: str
+    num_shards: int = Field(ge=1)
+    output_file: str
+    output_tmp_dir: str | None = None
+    summary_file: str | None = None
+    termination_message_path: str | None = None
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--staging-url", "--staging", dest="staging_url", required=True)
+    parser.add_argument("--num-shards", type=int, required=True)
+    parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
+                        help="output JSONL: path, http(s):// (PUT) or s3://")
+    parser.add_argument("--output-tmp-dir", help="local directory for the file before an HTTP upload")
+    parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
+    parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    if args.termination_message_path is None:
+        args.termination_message_path = os.environ.get(ENV_TERMINATION_LOG)
+    try:
+        summary = gather(validated(GatherFlags, args))
+    except BatchRunError as exc:
+        print(f"worker gather: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
+
+
+def shard_chunks(staging_url: str, index: int) -> list[ChunkRef]:
+    """The chunks of a finished shard; refuses a shard without summary.json."""
+    prefix = shard_prefix(staging_url, index)
+    summary_url = storage.join(prefix, "summary.json")
+    if not storage.exists(summary_url):
+        raise BatchRunError(f"shard {index} is not finished: {summary_url} is missing")
+    expected = Summary.model_validate_json(storage.read_bytes(summary_url)).chunks
+    chunks = [ChunkRef(storage.join(prefix, checkpoint.chunk_name(m.index)), m)
+              for m in checkpoint.iter_metas(prefix)]
+    if len(chunks) != expected:
+        raise BatchRunError(f"shard {index} has {len(chunks)} chunks in staging, its summary says {expected}")
+    return chunks
+
+
+def gather(flags: GatherFlags) -> Summary:
+    t0 = time.monotonic()
+    try:
+        chunks = [c for i in range(flags.num_shards) for c in shard_chunks(flags.staging_url, i)]
+        total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir)
+    except storage.StorageError as exc:
+        raise BatchRunError(f"gather failed: {exc}") from None
+    log.info("gather.done", output=storage.parse_url(flags.output_file).safe, chunks=len(chunks), **copy_stats)
+    # Rates describe the gather step; the shards' own summaries hold the serving rates.
+    summary = Summary.build(total, ChunkStats(), time.monotonic() - t0, len(chunks), num_shards=flags.num_shards)
+    summary.resumed_lines = 0
+    if flags.summary_file:
+        storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
+    if flags.termination_message_path:
+        _write_termination_message(flags.termination_message_path, summary.termination_message())
+    return summary

@@ -1,0 +1,100 @@
+"""`worker run-batch`: run an OpenAI-batch JSONL file through the engine, as FastDeploy's
+`run-batch`, but streaming, resumable, and tolerant of bad lines."""
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+
+from pydantic import BaseModel, Field
+
+from worker import storage
+from worker.batch.assemble import assemble
+from worker.batch.engine_loader import engine_loader
+from worker.batch.errors import BatchRunError
+from worker.batch.flags import add_engine_flags, validated
+from worker.batch.runner import RangeJob, input_size, run_range
+from worker.batch.summary import Summary
+from worker.engine.engine_args import EngineArgs
+
+HELP = "Run a JSONL batch file (local, http(s)://, s3://) through the model"
+
+
+class RunBatchFlags(BaseModel):
+    input_file: str
+    output_file: str
+    model: str
+    output_tmp_dir: str | None = None
+    summary_file: str | None = None
+    served_model_name: str | None = None
+    batch_id: str | None = None
+    created: int | None = Field(None, ge=0)
+    chunk_lines: int = Field(1000, ge=1)
+    max_in_flight: int | None = Field(None, ge=1)
+    model_cache_dir: str | None = None
+    progress: bool = True
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags shared with run-shard."""
+    parser.add_argument("--model", required=True, help="model directory or s3:// prefix")
+    parser.add_argument("--served-model-name", help="model name written into responses (default: --model)")
+    parser.add_argument("--batch-id", help="seed of the per-line ids (default: random, kept across resumes)")
+    parser.add_argument("--created", type=int, help="Unix time stamped on responses (default: the start)")
+    parser.add_argument("--chunk-lines", type=int, default=1000, help="output lines per checkpoint chunk")
+    parser.add_argument("--max-in-flight", type=int, help="lines between reading and writing (default 4 x max-num-seqs)")
+    parser.add_argument("--model-cache-dir", help="where an s3:// model is downloaded")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_engine_flags(parser)
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--input-file", "--input", dest="input_file", required=True,
+                        help="input JSONL: path, http(s):// or s3:// URL")
+    parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
+                        help="output JSONL: path, http(s):// (PUT) or s3://")
+    parser.add_argument("--output-tmp-dir", help="local directory for checkpoints and the file before upload")
+    parser.add_argument("--summary-file", help="also write the run summary as JSON here (path or URL)")
+    add_run_flags(parser)
+
+
+def checkpoint_dir(flags: RunBatchFlags) -> str:
+    key = hashlib.sha256(f"{flags.input_file}\n{flags.output_file}".encode()).hexdigest()[:16]
+    return os.path.join(flags.output_tmp_dir or tempfile.gettempdir(), f"batchinfer-run-{key}")
+
+
+def window(ns: argparse.Namespace, max_in_flight: int | None) -> int:
+    return max_in_flight or 4 * (ns.max_num_seqs or EngineArgs.model_fields["max_num_seqs"].default)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        summary = _run(args)
+    except BatchRunError as exc:
+        print(f"worker run-batch: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> Summary:
+    flags = validated(RunBatchFlags, args)
+    load = engine_loader(args, flags.model, flags.model_cache_dir)
+    size = input_size(flags.input_file)
+    prefix = checkpoint_dir(flags)
+    job = RangeJob(input_url=flags.input_file, prefix=prefix, start=0, end=size, input_size=size,
+                   chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
+                   model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
+                   created=flags.created, tmp_dir=flags.output_tmp_dir, progress=flags.progress)
+    result = run_range(job, load)
+    try:
+        final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir)
+    except storage.StorageError as exc:
+        raise BatchRunError(f"output unwritable (checkpoints kept in {prefix}): {exc}") from None
+    summary = Summary.build(final, result.this_attempt, result.elapsed_s, len(result.chunks))
+    if flags.summary_file:
+        storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
+    shutil.rmtree(prefix, ignore_errors=True)  # published: the checkpoints have served their purpose
+    return summary

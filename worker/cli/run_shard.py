@@ -1,0 +1,109 @@
+"""`worker run-shard`: one pod of the Indexed Job. Serves the input lines whose first byte is
+in this shard's byte range into staging chunks, then writes summary.json and the pod's
+termination message. Rerunning a finished shard does nothing; a killed one resumes."""
+
+import argparse
+import os
+import sys
+
+from pydantic import BaseModel, Field, model_validator
+
+from worker import storage
+from worker.batch.engine_loader import engine_loader
+from worker.batch.errors import BatchRunError
+from worker.batch.flags import validated
+from worker.batch.lines import shard_range
+from worker.batch.runner import RangeJob, input_size, run_range
+from worker.batch.summary import Summary
+from worker.cli.run_batch import add_run_flags, window
+from worker.logs import get_logger
+
+HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
+# The operator sets this to the container's terminationMessagePath.
+ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
+log = get_logger(__name__)
+
+
+class RunShardFlags(BaseModel):
+    input_file: str
+    staging_url: str
+    model: str
+    shard_index: int = Field(ge=0)
+    num_shards: int = Field(ge=1)
+    batch_id: str
+    created: int = Field(ge=0)
+    served_model_name: str | None = None
+    chunk_lines: int = Field(1000, ge=1)
+    max_in_flight: int | None = Field(None, ge=1)
+    model_cache_dir: str | None = None
+    termination_message_path: str
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> "RunShardFlags":
+        if self.shard_index >= self.num_shards:
+            raise ValueError(f"shard_index {self.shard_index} must be < num_shards {self.num_shards}")
+        return self
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--input-file", "--input", dest="input_file", required=True,
+                        help="input JSONL: path, http(s):// or s3:// URL")
+    parser.add_argument("--staging-url", "--staging", dest="staging_url", required=True,
+                        help="staging prefix; this shard writes shards/NNNNN/ under it")
+    parser.add_argument("--shard-index", type=int, help="this shard (default: $JOB_COMPLETION_INDEX)")
+    parser.add_argument("--num-shards", type=int, required=True)
+    parser.add_argument("--termination-message-path",
+                        help=f"default: ${ENV_TERMINATION_LOG} or /dev/termination-log")
+    add_run_flags(parser)
+
+
+def shard_prefix(staging_url: str, index: int) -> str:
+    return storage.join(staging_url, "shards", f"{index:05d}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.shard_index is None:
+        args.shard_index = os.environ.get("JOB_COMPLETION_INDEX")
+    if args.termination_message_path is None:
+        args.termination_message_path = os.environ.get(ENV_TERMINATION_LOG, "/dev/termination-log")
+    try:
+        flags = validated(RunShardFlags, args)
+        summary = _run(args, flags)
+    except BatchRunError as exc:
+        print(f"worker run-shard: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 0
+
+
+def _run(args: argparse.Namespace, flags: RunShardFlags) -> Summary:
+    prefix = shard_prefix(flags.staging_url, flags.shard_index)
+    summary_url = storage.join(prefix, "summary.json")
+    if storage.exists(summary_url):  # finished before (a retried pod): report it again
+        summary = Summary.model_validate_json(storage.read_bytes(summary_url))
+    else:
+        summary = _serve(args, flags, prefix)
+        storage.write_bytes(summary_url, summary.to_json())
+    _write_termination_message(flags.termination_message_path, summary.termination_message())
+    return summary
+
+
+def _serve(args: argparse.Namespace, flags: RunShardFlags, prefix: str) -> Summary:
+    size = input_size(flags.input_file)
+    start, end = shard_range(size, flags.shard_index, flags.num_shards)
+    job = RangeJob(input_url=flags.input_file, prefix=prefix, start=start, end=end, input_size=size,
+                   chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
+                   model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
+                   created=flags.created, progress=flags.progress)
+    result = run_range(job, engine_loader(args, flags.model, flags.model_cache_dir))
+    return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks),
+                         shard_index=flags.shard_index, num_shards=flags.num_shards)
+
+
+def _write_termination_message(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:  # not in a pod (or no such mount): the summary is in staging anyway
+        log.warning("termination_message.skipped", path=path, error=exc.strerror)
