@@ -142,3 +142,18 @@ def test_prefix_caching_off_never_hits():
     bm = BlockManager(num_blocks=8, block_size=BS, enable_prefix_caching=False)
     admit(bm, make_seq(range(9)))
     assert bm.get_computed_blocks(make_seq(range(9))) == []
+
+
+def test_identical_blocks_computed_together_keep_one_cache_entry():
+    bm = BlockManager(num_blocks=7, block_size=BS)
+    a, b = make_seq(range(9)), make_seq(range(9))
+    bm.allocate(a, [], 9)
+    bm.allocate(b, [], 9)  # admitted in the same step: no hit yet, private blocks
+    compute(bm, a, 9)
+    compute(bm, b, 9)
+    assert bm.get_computed_blocks(make_seq(range(9))) == a.block_table[:2]
+    assert all(bm.blocks[x].hash == NO_HASH for x in b.block_table)
+    assert b.block_hashes == a.block_hashes  # b's chain is still known for its later blocks
+    b_table = list(b.block_table)
+    bm.free(b)
+    assert set(list(bm.free_block_ids)[:3]) == set(b_table)  # recycled first

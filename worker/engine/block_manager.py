@@ -151,7 +151,7 @@ class BlockManager:
             h = chain_hash(parent, tokens)
             seq.block_hashes.append(h)
             block = self.blocks[seq.block_table[i]]
-            if block.hash == NO_HASH:
+            # First writer wins: an identical block computed concurrently stays private (and
+            # hashless, so it is recycled before real cache entries).
+            if block.hash == NO_HASH and self.hash_to_block_id.setdefault(h, block.block_id) == block.block_id:
                 block.hash, block.token_ids = h, tokens
-                # First writer wins: an identical block computed concurrently stays private.
-                self.hash_to_block_id.setdefault(h, block.block_id)
