@@ -1,0 +1,95 @@
+"""Our tokenizer against paddleformers' Ernie4_5Tokenizer on the tiny model's files."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from worker.tokenizer import Tokenizer, TokenizerError
+
+TEXTS = [
+    "", "hello world", "  two  spaces\nand a newline\t tab", "User: 你好，世界 émoji 🤖 ok",
+    "<|begin_of_sentence|>User: hi\nAssistant: ", "x<mask:1>y </s> z<mask:0><unk><s>",
+    "digits 1234567890 and punctuation?!", "<think>hmm</think> <|IMAGE_PLACEHOLDER|>",
+]
+MESSAGES = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "hi"},
+    {"role": "assistant", "content": "hello"},
+    {"role": "user", "content": "again 你好"},
+]
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_model):
+    from paddleformers.transformers import AutoTokenizer
+
+    return Tokenizer.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(str(tiny_model))
+
+
+def random_texts(n: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz ABC.,!?\n\t  ") + list("你好世界文心模型éüß") + ["🤖", "🙂"]
+    specials = ["<s>", "</s>", "<|end_of_sentence|>", "<mask:3>"]
+    out = []
+    for _ in range(n):
+        pieces = rng.choice(alphabet, size=rng.integers(1, 40)).tolist()
+        if rng.random() < 0.3:
+            pieces.insert(int(rng.integers(0, len(pieces))), str(rng.choice(specials)))
+        out.append("".join(pieces))
+    return out
+
+
+def test_ids_equal_paddleformers(pair):
+    ours, ref = pair
+    for text in TEXTS + random_texts(60):
+        for add in (True, False):
+            assert ours.encode(text, add_special_tokens=add) == ref.encode(text, add_special_tokens=add), text
+
+
+def test_decode_equals_paddleformers_and_round_trips(pair):
+    ours, ref = pair
+    for text in TEXTS + random_texts(30):
+        ids = ours.encode(text)
+        assert ours.decode(ids, skip_special_tokens=False) == text
+        for skip in (True, False):
+            assert ours.decode(ids, skip_special_tokens=skip) == ref.decode(ids, skip_special_tokens=skip)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"add_generation_prompt": False}, {"sep_token": "<mask:0>"}, {"cls_token": "", "unused_flag": True},
+])
+def test_chat_template_equals_paddleformers(pair, kwargs):
+    ours, ref = pair
+    for messages in (MESSAGES, MESSAGES[1:2]):
+        expected = ref.apply_chat_template(messages, tokenize=False, **kwargs)
+        assert ours.apply_chat_template(messages, **kwargs) == expected
+
+
+def test_eos_and_special_ids(pair):
+    ours, ref = pair
+    assert ours.eos_token_id == 2 == ref.eos_token_id
+    assert ours.eos_token_ids == (2, ours.encode("<|end_of_sentence|>")[0])  # generation_config order
+    assert ours.all_special_ids == sorted(ref.all_special_ids)
+
+
+def test_template_features_and_errors(tiny_model, tmp_path):
+    tok = Tokenizer.from_pretrained(tiny_model)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "<b>"}],
+        chat_template="{% for m in messages %}{{ m | tojson }}{% endfor %}{{ bos_token }}",
+    )
+    assert rendered == '{"role": "user", "content": "<b>"}<s>'  # no HTML escaping, like HF
+    with pytest.raises(TokenizerError, match="chat template failed: no system role"):
+        tok.apply_chat_template(MESSAGES, chat_template="{{ raise_exception('no system role') }}")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    cfg = json.loads((broken / "tokenizer_config.json").read_text())
+    del cfg["chat_template"]
+    (broken / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TokenizerError, match="no chat_template"):
+        Tokenizer.from_pretrained(broken).apply_chat_template(MESSAGES)
+    (broken / "tokenizer.model").unlink()
+    with pytest.raises(TokenizerError, match="tokenizer.model is missing"):
+        Tokenizer.from_pretrained(broken)
