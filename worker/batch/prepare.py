@@ -37,7 +37,11 @@ def _chat_prompt(body: ChatBody, tokenizer: Tokenizer) -> str:
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                              **(body.chat_template_kwargs or {}))
-    except Exception as exc:  # a template raising on bad roles etc. is the line's fault
+    except Exception as exc:
+        # The template refusing the conversation (raise_exception, bad roles) is the line's
+        # fault; anything else is a bug of ours and must stop the run, not hide in 400s.
+        if not (type(exc).__module__.startswith("jinja2") or isinstance(exc, (ValueError, TypeError))):
+            raise
         raise LineError(E.INVALID_BODY, f"chat template rejected the messages: {exc}", "body.messages") from None
 
 

@@ -1,0 +1,125 @@
+"""The streaming pipeline, checkpoints, resume and assembly, driven by an engine double."""
+
+import json
+
+import pytest
+
+from worker.batch.assemble import assemble
+from worker.batch.ids import BatchIdentity
+from worker.batch.lines import iter_lines, shard_range
+from worker.batch.pipeline import run_pipeline
+from worker.batch.runner import RangeJob, run_range
+from tests.batch.engine_double import EngineDouble
+
+
+def _req(cid: str, text: str, url: str = "/v1/chat/completions", **body) -> str:
+    b = {"messages": [{"role": "user", "content": text}]} if "chat" in url else {"prompt": text}
+    return json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": b | body})
+
+
+def _input(tmp_path, n: int = 23) -> str:
+    lines = []
+    for i in range(n):
+        if i % 7 == 3:
+            lines.append("{broken")
+        elif i % 11 == 5:
+            lines.append(_req("dup", f"dup {i}"))  # the same custom_id, again and again
+        elif i % 5 == 4:
+            lines.append(_req(f"c{i}", "x" * (i + 1), url="/v1/completions", max_tokens=2))
+        else:
+            lines.append(_req(f"c{i}", "hello " * (i % 4 + 1)))
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+class ListSink:
+    def __init__(self):
+        self.lines = []
+
+    def add(self, raw, result):
+        self.lines.append((raw.offset, result))
+
+
+IDENT = BatchIdentity(batch_id="t", created=1, model="m")
+
+
+@pytest.mark.parametrize("window", [1, 2, 5, 100])
+def test_results_in_input_order_within_the_window(tmp_path, window):
+    url = _input(tmp_path)
+    engine, sink = EngineDouble(), ListSink()
+    n = run_pipeline(iter_lines(url), engine, IDENT, sink, window)
+    offsets = [r.offset for r in iter_lines(url)]
+    assert n == len(offsets) and [o for o, _ in sink.lines] == offsets
+    assert engine.max_pending <= window
+    by_cid = {r.line.custom_id: r for _, r in sink.lines if r.error_code is None}
+    assert by_cid["c0"].line.response.body.choices[0].message.content == " olleh"  # "hello " reversed
+
+
+def _job(url, prefix, start=0, end=None, chunk_lines=4, **kw) -> RangeJob:
+    import os
+
+    size = os.path.getsize(url)
+    return RangeJob(input_url=url, prefix=str(prefix), start=start, end=size if end is None else end,
+                    input_size=size, chunk_lines=chunk_lines, window=3, model="m", batch_id="t", created=1,
+                    progress=False, **kw)
+
+
+def _whole_run(tmp_path, url) -> bytes:
+    result = run_range(_job(url, tmp_path / "ref"), EngineDouble)
+    assemble(result.chunks, str(tmp_path / "ref.jsonl"))
+    return (tmp_path / "ref.jsonl").read_bytes()
+
+
+def test_output_has_global_line_numbers_and_flags_duplicates(tmp_path):
+    url = _input(tmp_path)
+    out = [json.loads(x) for x in _whole_run(tmp_path, url).splitlines()]
+    assert len(out) == 23
+    assert out[3]["error"]["code"] == "invalid_json" and out[3]["error"]["message"].startswith("line 4: ")
+    assert out[5]["error"] is None and out[5]["custom_id"] == "dup"  # first use is served
+    assert out[16]["error"]["code"] == "duplicate_custom_id"
+    assert out[16]["error"]["message"].startswith("line 17: custom_id: 'dup'")
+    assert out[16]["id"] != out[5]["id"]
+
+
+def test_crash_then_resume_gives_identical_bytes(tmp_path):
+    url = _input(tmp_path)
+    expected = _whole_run(tmp_path, url)
+    prefix = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="crashed"):
+        run_range(_job(url, prefix), lambda: EngineDouble(fail_after_steps=8))
+    kept = sorted(p.name for p in prefix.glob("part-*.json"))
+    assert 0 < len(kept) < 6  # some chunks were completed before the crash, not all
+    result = run_range(_job(url, prefix), EngineDouble)
+    assert result.total.lines == 23 and result.this_attempt.lines == 23 - 4 * len(kept)
+    assemble(result.chunks, str(tmp_path / "resumed.jsonl"))
+    assert (tmp_path / "resumed.jsonl").read_bytes() == expected
+
+
+def test_finished_checkpoint_needs_no_engine(tmp_path):
+    url = _input(tmp_path)
+    run_range(_job(url, tmp_path / "c"), EngineDouble)
+    result = run_range(_job(url, tmp_path / "c"), lambda: pytest.fail("engine loaded again"))
+    assert result.total.lines == 23
+
+
+def test_other_arguments_discard_the_checkpoint(tmp_path):
+    url = _input(tmp_path)
+    run_range(_job(url, tmp_path / "c"), EngineDouble)
+    result = run_range(_job(url, tmp_path / "c", chunk_lines=5), EngineDouble)
+    assert result.this_attempt.lines == 23 and len(result.chunks) == 5
+
+
+@pytest.mark.parametrize("num_shards", [1, 3, 7])
+def test_shards_assemble_to_the_whole_run(tmp_path, num_shards):
+    url = _input(tmp_path)
+    expected = _whole_run(tmp_path, url)
+    import os
+
+    size, chunks = os.path.getsize(url), []
+    for i in range(num_shards):
+        start, end = shard_range(size, i, num_shards)
+        chunks += run_range(_job(url, tmp_path / f"s{i}", start, end), EngineDouble).chunks
+    stats, _ = assemble(chunks, str(tmp_path / "gathered.jsonl"))
+    assert (tmp_path / "gathered.jsonl").read_bytes() == expected
+    assert stats.lines == 23 and stats.failed["duplicate_custom_id"] == 1
