@@ -88,6 +88,22 @@ def test_out_of_blocks_preempts_the_newest_and_admits_nothing_that_step():
     assert sched.block_manager.can_allocate([], c.num_tokens)
 
 
+def test_a_step_that_preempted_does_not_readmit_even_what_fits():
+    # a and b share an 8-token prefix but were computed in the same step, so b holds private
+    # copies; once preempted, b would come back through a's cached blocks at a lower cost.
+    sched = make_scheduler(max_num_seqs=2, num_blocks=6, max_model_len=24)
+    prefix = list(range(20, 28))
+    a, b = make_seq(prefix + [1], "a"), make_seq(prefix + [2], "b")
+    sched.add(a)
+    sched.add(b)
+    outs = [step(sched) for _ in range(5)]
+    assert [o.preempted for o in outs] == [[]] * 4 + [[b]]
+    assert plan(outs[-1]) == [("a", 1)]
+    computed = sched.block_manager.get_computed_blocks(b)
+    assert sched.block_manager.can_allocate(computed, b.num_tokens)  # it would fit right now
+    assert plan(step(sched)) == [("a", 1), ("b", 1)]  # and comes back the step after
+
+
 def test_preempted_request_is_recomputed_from_the_prefix_cache():
     sched, a, b, c = _two_running_one_waiting(a_max_tokens=3)
     b_tokens = list(b.token_ids)
