@@ -209,3 +209,8 @@ def test_seeded_completions_of_one_request_differ_by_index():
             seq.append_token(int(Sampler()(logits, [seq]).token_ids[0]))
         streams.append(seq.output_token_ids)
     assert streams[0] != streams[1]
+
+
+def test_a_step_without_sampling_rows():
+    out = Sampler()(np.zeros((0, V), dtype=np.float32), [])
+    assert out.token_ids.shape == (0,) and out.token_ids.dtype == np.int64 and out.logprobs is None
