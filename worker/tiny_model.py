@@ -112,7 +112,9 @@ def _random_weights(spec: TinyModelSpec) -> dict[str, np.ndarray]:
     def norm():
         return (1.0 + 0.1 * rng.standard_normal(h)).astype(np.float32)
 
-    w = {"model.embed_tokens.weight": normal(spec.vocab_size, h, fan_in=1)}
+    # Embeddings of std 0.3: with tied weights, std 1 makes every logit row one-hot on the
+    # input token (greedy and sampled text alike collapse to one repeated token).
+    w = {"model.embed_tokens.weight": 0.3 * normal(spec.vocab_size, h, fan_in=1)}
     for i in range(spec.num_layers):
         p = f"model.layers.{i}."
         w[p + "input_layernorm.weight"] = norm()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.ext  # loopcontrols; not imported by `import jinja2` itself
 import sentencepiece as spm
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
