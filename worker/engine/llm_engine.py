@@ -168,8 +168,7 @@ class LLMEngine:
     def _detokenize(self, state: RequestState, seq: Sequence) -> None:
         matched_stop = state.detokenizers[seq.index].update(seq.output_token_ids)
         if matched_stop is not None:
-            self.scheduler.finish(seq, "stop")
-            seq.finish_reason = "stop"  # also when the same token reached max_tokens
+            self.scheduler.finish(seq, "stop")  # wins over "length" reached by the same token
 
     def _finish(self, state: RequestState) -> RequestOutput:
         del self.requests[state.request_id]
