@@ -1,0 +1,146 @@
+"""run-shard x N + gather == run-batch, byte for byte; killed runs resume (SIGKILL).
+
+Prefix caching is off here: with it on, `cached_tokens` is the real number of cache hits of
+the process that served a line, which depends on what that process served before (a resumed
+run or another shard starts cold). Every other byte is the same either way.
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.batch.conftest import ENGINE_FLAGS, FIXED, read_jsonl, request, worker_cli, worker_process
+
+EXACT = [*ENGINE_FLAGS, "--no-enable-prefix-caching", *FIXED]
+
+
+def _input_lines() -> list[str]:
+    lines = []
+    for i in range(20):
+        # lengths vary a lot, so the cut points of 3 and 7 shards fall inside lines
+        text = f"Item {i}: " + "more words " * (i * 7 % 13)
+        lines.append(request(f"r{i}", text, chat=i % 3 != 0, temperature=0, max_tokens=2 + i % 4))
+    lines[5] = "{oops"
+    lines[12] = request("r3", "same custom_id as line 4", temperature=0, max_tokens=2)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory, tiny_model):
+    d = tmp_path_factory.mktemp("shards")
+    (d / "in.jsonl").write_text("\n".join(_input_lines()) + "\n")
+    assert worker_cli("run-batch", "-i", d / "in.jsonl", "-o", d / "whole.jsonl", "--model", tiny_model,
+                      *EXACT) == 0
+    return d
+
+
+def _shard(batch: Path, staging: str, i: int, n: int, model: Path, tmp: Path, *extra) -> int:
+    return worker_cli("run-shard", "--input", batch / "in.jsonl", "--staging", staging, "--shard-index", i,
+                      "--num-shards", n, "--model", model, "--termination-message-path", tmp / f"term-{i}",
+                      "--chunk-lines", 2, *EXACT, *extra)
+
+
+@pytest.mark.parametrize("num_shards,where", [(1, "local"), (3, "local"), (7, "s3")])
+def test_shards_then_gather_equal_run_batch(batch, tiny_model, tmp_path, request, num_shards, where):
+    if where == "s3":
+        bucket = request.getfixturevalue("s3_server")
+        staging, output = bucket.url("staging/uid-1"), bucket.url("out/result.jsonl")
+    else:
+        staging, output = str(tmp_path / "staging"), str(tmp_path / "result.jsonl")
+    for i in range(num_shards):
+        assert _shard(batch, staging, i, num_shards, tiny_model, tmp_path) == 0
+        term = json.loads((tmp_path / f"term-{i}").read_bytes())
+        assert term["shard_index"] == i and len((tmp_path / f"term-{i}").read_bytes()) < 4096
+    assert worker_cli("gather", "--staging", staging, "--num-shards", num_shards, "--output", output,
+                      "--summary-file", tmp_path / "summary.json") == 0
+    got = bucket.get("out/result.jsonl") if where == "s3" else Path(output).read_bytes()
+    assert got == (batch / "whole.jsonl").read_bytes()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["requests"] == 20 and summary["failed"] == {"duplicate_custom_id": 1, "invalid_json": 1}
+
+
+def test_gather_refuses_unfinished_shards(batch, tiny_model, tmp_path, capsys):
+    staging = str(tmp_path / "staging")
+    assert _shard(batch, staging, 0, 2, tiny_model, tmp_path) == 0
+    assert worker_cli("gather", "--staging", staging, "--num-shards", 2, "--output", tmp_path / "o") == 1
+    assert "shard 1 is not finished" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_shard_index_from_job_completion_index(batch, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    staging = tmp_path / "staging"
+    assert worker_cli("run-shard", "--input", batch / "in.jsonl", "--staging", staging, "--num-shards", 2,
+                      "--model", tiny_model, "--termination-message-path", tmp_path / "t", *ENGINE_FLAGS,
+                      *FIXED) == 0
+    assert (staging / "shards" / "00001" / "summary.json").exists()
+    assert not (staging / "shards" / "00000").exists()
+
+
+def _wait_for(path: Path, proc) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _slow_input(path: Path) -> list[str]:
+    lines = [request(f"k{i}", f"Tell me about number {i}", temperature=0, max_tokens=24) for i in range(24)]
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+SLOW = ["--num-gpu-blocks-override", "64", "--block-size", "16", "--max-model-len", "256",
+        "--max-num-seqs", "2", "--max-in-flight", "2", "--chunk-lines", "2", "--no-progress",
+        "--no-enable-prefix-caching", *FIXED]
+
+
+def test_run_batch_killed_resumes_to_identical_output(tmp_path, tiny_model):
+    _slow_input(tmp_path / "in.jsonl")
+    assert worker_cli("run-batch", "-i", tmp_path / "in.jsonl", "-o", tmp_path / "want.jsonl",
+                      "--model", tiny_model, *SLOW) == 0
+    args = ["run-batch", "-i", tmp_path / "in.jsonl", "-o", tmp_path / "got.jsonl", "--model", tiny_model,
+            "--output-tmp-dir", tmp_path / "t", "--summary-file", tmp_path / "s.json", *SLOW]
+    proc = worker_process(*args)
+    (ckpt,) = _wait_dir(tmp_path / "t", proc)
+    _wait_for(ckpt / "part-0001.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "got.jsonl").exists()  # nothing published by the killed run
+    done = len(list(ckpt.glob("part-*.json")))
+    assert worker_cli(*args) == 0
+    assert (tmp_path / "got.jsonl").read_bytes() == (tmp_path / "want.jsonl").read_bytes()
+    ids = [x["custom_id"] for x in read_jsonl(tmp_path / "got.jsonl")]
+    assert ids == [f"k{i}" for i in range(24)]
+    assert json.loads((tmp_path / "s.json").read_text())["resumed_lines"] == 2 * done > 0
+
+
+def _wait_dir(path: Path, proc) -> list[Path]:
+    deadline = time.monotonic() + 120
+    while not (path.exists() and list(path.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    return list(path.iterdir())
+
+
+def test_run_shard_killed_redoes_at_most_one_chunk(tmp_path, tiny_model):
+    _slow_input(tmp_path / "in.jsonl")
+    shard = tmp_path / "staging" / "shards" / "00000"
+    args = ["run-shard", "--input", tmp_path / "in.jsonl", "--staging", tmp_path / "staging", "--shard-index", 0,
+            "--num-shards", 1, "--model", tiny_model, "--termination-message-path", tmp_path / "term", *SLOW]
+    proc = worker_process(*args)
+    _wait_for(shard / "part-0002.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: os.stat(p).st_ino for p in shard.glob("part-*")}
+    assert worker_cli(*args) == 0
+    after = {p.name: os.stat(p).st_ino for p in shard.glob("part-*")}
+    kept = [name for name, ino in before.items() if after.get(name) == ino]
+    assert sorted(kept) == sorted(before)  # every completed chunk was kept, not redone
+    summary = json.loads((tmp_path / "term").read_bytes())
+    assert summary["requests"] == 24 and summary["resumed_lines"] == len(before) // 2 * 2
