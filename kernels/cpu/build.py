@@ -1,0 +1,104 @@
+"""Build the C++ op with paddle.utils.cpp_extension once, cache it, load it.
+
+The shared library lives under a directory keyed by a hash of the source, the compiler flags,
+the Paddle version and the CPU (the code is compiled with -march=native), so an edit or
+another machine rebuilds and a second process only loads (no compiler, no subprocess).
+Concurrent first builds are serialised by a file lock.
+"""
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import os
+import platform
+import sys
+from pathlib import Path
+
+from worker.logs import get_logger
+from worker.platform import paddle
+
+log = get_logger(__name__)
+
+SOURCE = Path(__file__).with_name("paged_attention.cc")
+# -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
+# (and one thread pool) in the process instead of adding libgomp beside it.
+CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
+LD_FLAGS = ["-liomp5"]
+OP_NAMES = ("bi_paged_attention", "bi_write_kv")
+
+
+class KernelBuildError(RuntimeError):
+    """The fast CPU op could not be compiled or loaded here (no compiler, unwritable cache, ...)."""
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name") or line.startswith("flags"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def build_key() -> str:
+    h = hashlib.sha256(SOURCE.read_bytes())
+    for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, platform.machine(), _cpu_model()):
+        h.update(part.encode())
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    """BATCHINFER_CACHE_DIR, else $XDG_CACHE_HOME/batchinfer, else ~/.cache/batchinfer."""
+    if os.environ.get("BATCHINFER_CACHE_DIR"):
+        return Path(os.environ["BATCHINFER_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "batchinfer"
+
+
+def _compile(name: str, build_dir: Path) -> None:
+    from paddle.utils.cpp_extension import load
+
+    log.info("building the CPU attention op", build_dir=str(build_dir))
+    # cpp_extension prints progress with print(); keep stdout for the caller's output.
+    with contextlib.redirect_stdout(sys.stderr):
+        load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
+             extra_ldflags=LD_FLAGS, build_directory=str(build_dir), verbose=False)
+
+
+@functools.cache
+def _load_once() -> Path | KernelBuildError:
+    try:
+        return _build_and_register()
+    except KernelBuildError as exc:  # remembered: a failed build is not retried per call
+        log.warning("the CPU attention op is unavailable", error=str(exc))
+        return exc
+
+
+def load_ops() -> Path:
+    """Build if needed and register the ops in this process; returns the shared library path."""
+    result = _load_once()
+    if isinstance(result, KernelBuildError):
+        raise result
+    return result
+
+
+def _build_and_register() -> Path:
+    key = build_key()
+    name = f"bi_cpu_{key}"
+    build_dir = cache_root() / "kernels" / name
+    library = build_dir / name / f"{name}.so"
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        with open(build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not library.exists():
+                _compile(name, build_dir)
+        from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
+
+        registered = load_op_meta_info_and_register_op(str(library))
+    except Exception as exc:  # compiler missing, read-only cache, ABI trouble: all mean "cannot"
+        raise KernelBuildError(f"cannot build or load the CPU attention op in {build_dir}: {exc}") from exc
+    missing = set(OP_NAMES) - set(registered)
+    if missing:
+        raise KernelBuildError(f"{library} does not define {sorted(missing)}")
+    return library
