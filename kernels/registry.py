@@ -27,8 +27,10 @@ class UnknownBackendError(ValueError):
 # name -> (module, devices it runs on)
 _BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
     "reference": ("kernels.reference", frozenset({"cpu", "gpu"})),
+    "cpu": ("kernels.cpu.backend", frozenset({"cpu"})),
 }
-_DEFAULT_BY_DEVICE = {"cpu": "reference", "gpu": "reference"}
+# The default's fallback is `reference` when it cannot build here (kernels.cpu.build).
+_DEFAULT_BY_DEVICE = {"cpu": "cpu", "gpu": "reference"}
 
 
 def list_backends() -> list[str]:
@@ -37,7 +39,12 @@ def list_backends() -> list[str]:
 
 def get_backend(name: str | None, platform: PlatformLike) -> AttentionBackend:
     """Resolve `name` (None or "auto": the platform's default) to a loaded backend."""
-    chosen = _DEFAULT_BY_DEVICE[platform.device] if name in (None, "auto") else name
+    if name in (None, "auto"):
+        try:
+            return get_backend(_DEFAULT_BY_DEVICE[platform.device], platform)
+        except RuntimeError:  # kernels.cpu.build.KernelBuildError: it cannot build here
+            return get_backend("reference", platform)
+    chosen = name
     if chosen not in _BACKENDS:
         raise UnknownBackendError(
             f"attention backend {chosen!r} is unknown; registered: {', '.join(list_backends())}"

@@ -90,4 +90,4 @@ def test_write_kv_places_tokens_by_slot():
 def test_unknown_backend_is_a_typed_error():
     with pytest.raises(UnknownBackendError, match="'nope' is unknown"):
         get_backend("nope", CPU)
-    assert get_backend("auto", CPU).name == "reference"
+    assert get_backend("auto", CPU).name in ("cpu", "reference")  # reference when cpu cannot build
