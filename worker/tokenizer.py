@@ -116,8 +116,8 @@ class Tokenizer:
         out, run = [], []
         for i in ids:
             i = int(i)
-            if i in skip:
-                continue
+            if i in skip or i not in self._id_to_token:
+                continue  # ids past the tokenizer (padded embedding rows) have no text
             if i in self._literal_ids:  # sentencepiece would drop control pieces such as </s>
                 out.append(self.sp.decode(run) + self._id_to_token[i])
                 run = []

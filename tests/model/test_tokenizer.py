@@ -67,6 +67,12 @@ def test_chat_template_equals_paddleformers(pair, kwargs):
         assert ours.apply_chat_template(messages, **kwargs) == expected
 
 
+def test_ids_past_the_vocabulary_decode_to_nothing(pair):
+    ours, _ = pair
+    hello = ours.encode("hello")
+    assert ours.decode(hello + [ours.vocab_size + 7] + hello) == "hellohello"
+
+
 def test_eos_and_special_ids(pair):
     ours, ref = pair
     assert ours.eos_token_id == 2 == ref.eos_token_id

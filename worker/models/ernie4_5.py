@@ -80,11 +80,12 @@ class Ernie4_5ForCausalLM:
         qkv = paddle.matmul(x, layer.qkv_weight)
         if layer.qkv_bias is not None:
             qkv = qkv + layer.qkv_bias
-        q, k, v = paddle.split(qkv, [c.q_size, c.kv_size, c.kv_size], axis=-1)
-        t = x.shape[0]
-        q = apply_rotary(q.reshape([t, c.num_attention_heads, c.head_dim]), cos, sin, c.rope_interleaved)
-        k = apply_rotary(k.reshape([t, c.num_key_value_heads, c.head_dim]), cos, sin, c.rope_interleaved)
-        v = v.reshape([t, c.num_key_value_heads, c.head_dim])
+        t, hq, hkv = x.shape[0], c.num_attention_heads, c.num_key_value_heads
+        qk, v = paddle.split(qkv, [c.q_size + c.kv_size, c.kv_size], axis=-1)
+        # q and k heads rotate together: one rotary call per layer instead of two.
+        qk = apply_rotary(qk.reshape([t, hq + hkv, c.head_dim]), cos, sin, c.rope_interleaved)
+        q, k = paddle.split(qk, [hq, hkv], axis=1)
+        v = v.reshape([t, hkv, c.head_dim])
         self.backend.write_kv(k_cache, v_cache, k, v, slots)
         out = self.backend.paged_attention(
             q, k_cache, v_cache, attn.query_start_loc, attn.seq_lens, attn.block_tables, self.scale
