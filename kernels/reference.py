@@ -86,17 +86,23 @@ def paged_attention(query, key_cache, value_cache, query_start_loc, seq_lens, bl
     qsl, lens, tables = _host(query_start_loc), _host(seq_lens), _host(block_tables)
     q_lens = np.diff(qsl)
     block_size = key_cache.shape[2]
-    out = paddle.zeros_like(query)
+    pieces, rows = [], []  # outputs in computation order, and the batch rows they belong to
     decode = np.flatnonzero(q_lens == 1)
     if decode.size:
-        rows = qsl[decode].astype(np.int64)
-        q = paddle.index_select(query, paddle.to_tensor(rows), axis=0)
-        o = _attend_decode(q, key_cache, value_cache, tables[decode], lens[decode], scale)
-        out = paddle.scatter(out, paddle.to_tensor(rows), o, overwrite=True)
+        decode_rows = qsl[decode].astype(np.int64)
+        q = paddle.index_select(query, paddle.to_tensor(decode_rows), axis=0)
+        pieces.append(_attend_decode(q, key_cache, value_cache, tables[decode], lens[decode], scale))
+        rows.append(decode_rows)
     for b in np.flatnonzero(q_lens > 1):
         start, end, seq_len = int(qsl[b]), int(qsl[b + 1]), int(lens[b])
         block_ids = tables[b, : -(-seq_len // block_size)]
-        o = _attend_one(query[start:end], key_cache, value_cache, block_ids, seq_len, scale)
-        rows = paddle.arange(start, end, dtype="int64")
-        out = paddle.scatter(out, rows, o, overwrite=True)
-    return out
+        pieces.append(_attend_one(query[start:end], key_cache, value_cache, block_ids, seq_len, scale))
+        rows.append(np.arange(start, end, dtype=np.int64))
+    if not pieces:
+        return paddle.zeros_like(query)
+    if len(pieces) == 1 and (decode.size == 0 or decode.size == len(q_lens)):
+        return pieces[0]  # already in batch order
+    order = np.concatenate(rows)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    return paddle.index_select(paddle.concat(pieces, axis=0), paddle.to_tensor(inverse), axis=0)
