@@ -30,20 +30,27 @@ def case(request, tmp_path_factory):
     return model_dir, prompts, reference_logits(model_dir, prompts)
 
 
-def runner(model_dir, block_size=4, num_blocks=64):
-    return ModelRunner(model_dir, CPU, block_size=block_size, num_blocks=num_blocks, max_num_batched_tokens=512)
+def runner(model_dir, backend=None, block_size=4, num_blocks=64):
+    return ModelRunner(model_dir, CPU, block_size=block_size, num_blocks=num_blocks,
+                       max_num_batched_tokens=512, attention_backend=backend)
 
 
-def test_prefill_flat_batch_matches_reference(case):
+# None: the platform's default backend (the fast CPU op when it builds); reference: the oracle.
+BACKENDS = [None, "reference"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prefill_flat_batch_matches_reference(case, backend):
     model_dir, prompts, ref = case
     pool, seqs = BlockPool(4), [Seq(p) for p in prompts]
-    logits = runner(model_dir).execute(build_batch(pool, [(s, len(s.tokens)) for s in seqs]))
+    logits = runner(model_dir, backend).execute(build_batch(pool, [(s, len(s.tokens)) for s in seqs]))
     assert rel_err(logits, np.concatenate(ref)) < TOL
 
 
-def test_chunked_prefill_and_decode_match_reference(case):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chunked_prefill_and_decode_match_reference(case, backend):
     model_dir, prompts, ref = case
-    r, pool = runner(model_dir), BlockPool(4)
+    r, pool = runner(model_dir, backend), BlockPool(4)
     seqs = [Seq(p) for p in prompts]
     got = [[] for _ in seqs]
     # Each step computes up to `chunk` new tokens per unfinished sequence, crossing blocks.
@@ -60,17 +67,28 @@ def test_chunked_prefill_and_decode_match_reference(case):
         assert rel_err(np.concatenate(g), expected) < TOL
 
 
-def test_prefix_already_in_cache_matches_reference(case):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prefix_already_in_cache_matches_reference(case, backend):
     model_dir, prompts, _ = case
     prefix = prompts[-1][:12]  # three full blocks of 4
     first, second = prefix + [7, 8, 9], prefix + [10, 11, 12, 13, 14]
     ref_second = reference_logits(model_dir, [second])[0]
-    r, pool = runner(model_dir), BlockPool(4)
+    r, pool = runner(model_dir, backend), BlockPool(4)
     a = Seq(first)
     r.execute(build_batch(pool, [(a, len(first))]))
     b = Seq(second, blocks=list(a.blocks[:3]), num_computed=12)  # shares the cached blocks
     logits = r.execute(build_batch(pool, [(b, len(second) - 12)]))
     assert rel_err(logits, ref_second[12:]) < TOL
+
+
+def test_chunk_without_sampled_rows_still_fills_the_cache(case):
+    model_dir, prompts, ref = case
+    r, pool, seq = runner(model_dir), BlockPool(4), Seq(prompts[-1])
+    first = build_batch(pool, [(seq, 10)])
+    out = r.execute(type(first)(**{**first.__dict__, "sample_indices": np.zeros(0, np.int64)}))
+    assert out.shape == (0, ref[-1].shape[-1])
+    rest = r.execute(build_batch(pool, [(seq, len(seq.tokens) - 10)]))
+    assert rel_err(rest, ref[-1][10:]) < TOL
 
 
 def test_only_sampled_rows_are_returned(case):
