@@ -11,7 +11,7 @@ from worker.storage.url import StorageURL, is_local, join, parse_url
 __all__ = [
     "NotFoundError", "StorageError", "TransientError", "UnsupportedURLError", "StorageURL",
     "parse_url", "join", "is_local", "size", "read", "read_bytes", "exists", "list_names",
-    "delete", "open_writer", "write_bytes",
+    "delete", "make_writer", "open_writer", "write_bytes", "write_stream",
 ]
 
 _BACKENDS = {"local": local, "http": http, "s3": s3}
