@@ -10,6 +10,7 @@ from worker.logs import configure_logging
 # so `worker gather` never pays for importing paddle.
 SUBCOMMANDS: dict[str, str] = {
     "make-tiny-model": "worker.cli.make_tiny_model",
+    "bench": "worker.cli.bench",
     "run-batch": "worker.cli.run_batch",
     "run-shard": "worker.cli.run_shard",
     "gather": "worker.cli.gather",

@@ -1,0 +1,62 @@
+"""`worker bench --quick` runs every workload on tiny shapes and reports every row.
+
+No timing assertions: only that each measurement is present, positive and consistent.
+"""
+
+import re
+
+import pytest
+
+from worker.cli import main
+
+ROWS = [("decode", "ours"), ("prefill", "ours"), ("prefix-on", "ours"), ("prefix-off", "ours"),
+        ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers")]
+TARGETS = ["decode-heavy", "prefill-heavy", "reduced decode", "shared prefix", "scheduler:",
+           "attention: cpu backend KV", "attention: cpu backend speed-up", "bench wall time"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "RESULTS.md"
+    assert main(["bench", "--quick", "--output", str(out), "--model-cache", str(tmp / "models")]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("|---")]
+
+
+def test_header_names_command_machine_and_limits(report):
+    assert "command: `worker bench --quick`" in report
+    assert re.search(r"machine: .+, \d+ cores", report)
+    assert re.search(r"matmul 256x256 = [\d.]+ GFLOP/s", report)
+    assert re.search(r"copy bandwidth = [\d.]+ GB/s", report)
+
+
+def test_every_workload_row_is_present_with_positive_figures(report):
+    rows = {(r[0], r[1]): r for r in table_rows(report) if len(r) == 11 and r[0] != "workload"}
+    assert set(rows) == set(ROWS)
+    for row in rows.values():
+        seconds, tok_s, gflops = float(row[6]), float(row[7].replace(",", "")), float(row[8])
+        assert seconds > 0 and tok_s > 0 and gflops > 0, row
+    # Greedy, EOS ignored: exactly requests x output_len tokens.
+    assert rows[("decode", "ours")][4] == "16"
+    assert rows[("baseline", "ours")][4] == rows[("baseline", "paddleformers")][4] == "8"
+    assert rows[("scheduler", "ours")][10], "the decode-step time of the scheduler workload is missing"
+
+
+def test_kernel_rows_and_every_target_judged(report):
+    backends = {r[0] for r in table_rows(report) if len(r) == 4 and r[0] != "attention backend"}
+    assert {"cpu", "reference"} <= backends
+    targets = [r for r in table_rows(report) if len(r) == 4 and r[-1] in ("yes", "NO")]
+    assert len(targets) == len(TARGETS)
+    for name, row in zip(TARGETS, targets):
+        assert row[0].startswith(name) and row[1] != "n/a", row
+
+
+def test_only_rejects_an_unknown_group(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--only", "decode,nope"])
+    assert "--only takes a comma list" in capsys.readouterr().err

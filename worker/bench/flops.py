@@ -1,0 +1,44 @@
+"""Model FLOPs of a step, counted from the flat batch: what the model must compute, not
+what an implementation happens to do (padding, recomputation and the like do not count).
+
+Linear layers: 2 x weights x rows (every token runs the decoder; only sampled rows run the
+LM head). Attention: QK^T and PV, 2 x 2 x head_dim per (query head, visible key) pair.
+"""
+
+import numpy as np
+
+from worker.engine.input_batch import InputBatch
+from worker.models.config import ModelConfig
+
+
+def decoder_params(c: ModelConfig) -> int:
+    """Weights of the linear layers of all decoder layers (norms are negligible)."""
+    qkv = c.hidden_size * (c.q_size + 2 * c.kv_size)
+    mlp = 3 * c.hidden_size * c.intermediate_size
+    return c.num_hidden_layers * (qkv + c.q_size * c.hidden_size + mlp)
+
+
+def lm_head_params(c: ModelConfig) -> int:
+    return c.vocab_size * c.hidden_size
+
+
+def visible_keys(batch: InputBatch) -> int:
+    """Sum over query tokens of the keys each sees (bottom-right causal)."""
+    q_lens = np.diff(batch.query_start_loc.astype(np.int64))
+    lens = batch.seq_lens.astype(np.int64)
+    return int((q_lens * lens - q_lens * (q_lens - 1) // 2).sum())
+
+
+def step_flops(c: ModelConfig, batch: InputBatch) -> int:
+    linear = 2 * decoder_params(c) * batch.num_tokens + 2 * lm_head_params(c) * len(batch.sample_indices)
+    attention = 4 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * visible_keys(batch)
+    return linear + attention
+
+
+def dense_generate_flops(c: ModelConfig, prompt_len: int, output_len: int, num_seqs: int) -> int:
+    """The same count for a plain generate(): prefill, then one token per step per sequence."""
+    tokens = num_seqs * (prompt_len + output_len - 1)
+    keys = num_seqs * (prompt_len * (prompt_len + 1) // 2 + sum(prompt_len + i for i in range(1, output_len)))
+    sampled = num_seqs * output_len
+    return (2 * decoder_params(c) * tokens + 2 * lm_head_params(c) * sampled
+            + 4 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * keys)

@@ -1,0 +1,112 @@
+"""The bench report: one table of workloads, one of kernels, the verdict on each target."""
+
+from pydantic import BaseModel
+
+from worker.bench.attention import AttentionResult
+from worker.bench.engine_run import WorkloadResult
+from worker.bench.machine import MachineInfo, MachineLimits
+
+
+class Target(BaseModel):
+    name: str
+    measured: float | None
+    goal: float
+    higher_is_better: bool = True
+    unit: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return self.measured >= self.goal if self.higher_is_better else self.measured < self.goal
+
+
+class BenchReport(BaseModel):
+    command: str
+    quick: bool
+    info: MachineInfo
+    limits: MachineLimits
+    workloads: list[WorkloadResult]
+    attention: list[AttentionResult]
+    total_seconds: float
+
+    def result(self, name: str, engine: str = "ours") -> WorkloadResult | None:
+        return next((r for r in self.workloads if r.name == name and r.engine == engine), None)
+
+    def kernel(self, backend: str) -> AttentionResult | None:
+        return next((a for a in self.attention if a.backend == backend), None)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def targets(r: BenchReport) -> list[Target]:
+    peak, copy = r.limits.matmul_gflops, r.limits.copy_gbps
+    decode, prefill = r.result("decode"), r.result("prefill")
+    on, off = r.result("prefix-on"), r.result("prefix-off")
+    ours, theirs = r.result("baseline"), r.result("baseline", "paddleformers")
+    sched, fast, ref = r.result("scheduler"), r.kernel("cpu"), r.kernel("reference")
+    return [
+        Target(name="decode-heavy: model FLOP/s / matmul peak", measured=_ratio(decode and decode.gflops, peak), goal=0.6),
+        Target(name="prefill-heavy: model FLOP/s / matmul peak", measured=_ratio(prefill and prefill.gflops, peak), goal=0.7),
+        Target(name="reduced decode: ours / paddleformers output tok/s",
+               measured=_ratio(ours and ours.output_tokens_per_s, theirs and theirs.output_tokens_per_s), goal=20, unit="x"),
+        Target(name="shared prefix: caching off / on, end-to-end time",
+               measured=_ratio(off and off.seconds, on and on.seconds), goal=3, unit="x"),
+        Target(name="scheduler: engine ms per decode step of 64 seqs (2-layer model)",
+               measured=sched and sched.decode_step_ms, goal=3, higher_is_better=False, unit="ms"),
+        Target(name="attention: cpu backend KV GB/s / copy bandwidth", measured=_ratio(fast and fast.gbps, copy), goal=0.5),
+        Target(name="attention: cpu backend speed-up over reference",
+               measured=_ratio(ref and ref.seconds, fast and fast.seconds), goal=3, unit="x"),
+        Target(name="bench wall time", measured=r.total_seconds / 60, goal=20, higher_is_better=False, unit="min"),
+    ]
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def workload_table(r: BenchReport) -> list[str]:
+    peak = r.limits.matmul_gflops
+    rows = ["| workload | engine | requests | prompt tok | output tok | cached tok | seconds | output tok/s "
+            "| model GFLOP/s | % of matmul peak | ms/decode step (host) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for w in r.workloads:
+        step = "" if w.decode_step_ms is None else f"{w.decode_step_ms:.2f} ({w.decode_host_ms:.2f})"
+        rows.append(f"| {w.name} | {w.engine} | {w.num_requests} | {w.prompt_tokens} | {w.output_tokens} "
+                    f"| {w.cached_tokens} | {w.seconds:.2f} | {w.output_tokens_per_s:,.1f} | {w.gflops:.1f} "
+                    f"| {100 * w.gflops / peak:.0f}% | {step} |")
+    return rows
+
+
+def kernel_table(r: BenchReport) -> list[str]:
+    rows = ["| attention backend | ms per call | KV read GB/s | % of copy bandwidth |", "|---|---:|---:|---:|"]
+    for a in r.attention:
+        rows.append(f"| {a.backend} | {1e3 * a.seconds:.2f} | {a.gbps:.1f} | {100 * a.gbps / r.limits.copy_gbps:.0f}% |")
+    return rows
+
+
+def target_table(r: BenchReport) -> list[str]:
+    rows = ["| target | measured | goal | met |", "|---|---:|---:|---|"]
+    for t in targets(r):
+        cmp = ">=" if t.higher_is_better else "<"
+        met = {True: "yes", False: "NO", None: "n/a"}[t.met]
+        rows.append(f"| {t.name} | {_fmt(t.measured)}{t.unit} | {cmp} {t.goal:g}{t.unit} | {met} |")
+    return rows
+
+
+def render(r: BenchReport) -> str:
+    i, lim = r.info, r.limits
+    lines = [
+        "# Benchmark results" + (" (--quick: smoke-test shapes, not comparable)" if r.quick else ""), "",
+        f"- command: `{r.command}`",
+        f"- machine: {i.cpu_model}, {i.cores} cores; paddle {i.paddle_version}; "
+        f"OMP_NUM_THREADS={i.omp_num_threads}, MKL_DEBUG_CPU_TYPE={i.mkl_debug_cpu_type}",
+        f"- date: {i.date}; bench wall time {r.total_seconds / 60:.1f} min",
+        f"- same-run limits: fp32 paddle.matmul {lim.matmul_size}x{lim.matmul_size} = {lim.matmul_gflops:.1f} GFLOP/s; "
+        f"copy bandwidth = {lim.copy_gbps:.1f} GB/s (read + write, {lim.copy_bytes >> 20} MiB array)",
+        "", "## Workloads", "", *workload_table(r), "", "## Attention kernel (decode)", "", *kernel_table(r),
+        "", "## Targets (issue 6)", "", *target_table(r), "",
+    ]
+    return "\n".join(lines)

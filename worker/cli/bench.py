@@ -1,0 +1,90 @@
+"""`worker bench`: throughput, FLOP/s against the same-run matmul peak, the paddleformers
+baseline and the attention kernels; prints a table and writes benchmarks/RESULTS.md."""
+
+import argparse
+import gc
+import shlex
+import time
+from pathlib import Path
+
+HELP = "benchmark the engine (issue 6 workloads) and write benchmarks/RESULTS.md"
+GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention")
+
+
+def _groups(value: str) -> frozenset[str]:
+    chosen = frozenset(v.strip() for v in value.split(",") if v.strip())
+    unknown = chosen - set(GROUPS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"--only takes a comma list of {', '.join(GROUPS)}; got {value!r}")
+    return chosen
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", type=_groups, default=frozenset(GROUPS),
+                        help=f"comma list of workload groups to run (default all): {','.join(GROUPS)}")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: a smoke test, not a measurement")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="markdown report (default benchmarks/RESULTS.md; --quick: none)")
+    parser.add_argument("--model-cache", type=Path, default=Path(".cache/bench"),
+                        help="where the random-weight model directories are written once")
+
+
+def _engine_runs(plan, only, big: str, small: str) -> list:
+    from worker.bench.engine_run import make_engine, run_workload, warm_up
+
+    by_name = {w.name: w for w in plan.workloads}
+    groups = [  # (model dir, prefix caching, workloads): one engine each, one at a time
+        (big, True, [by_name[n] for n in ("decode", "prefill", "prefix-on") if n.split("-")[0] in only]
+         + ([plan.baseline] if "baseline" in only else [])),
+        (big, False, [by_name["prefix-off"]] if "prefix" in only else []),
+        (small, True, [by_name["scheduler"]] if "scheduler" in only else []),
+    ]
+    max_len = max(w.total_prompt_len + w.output_len for w in [*plan.workloads, plan.baseline]) + 64
+    results = []
+    for path, caching, workloads in groups:
+        if not workloads:
+            continue
+        engine, recorder = make_engine(str(path), caching, max_len)
+        warm_up(engine, recorder)
+        results += [run_workload(engine, recorder, w) for w in workloads]
+        del engine, recorder
+        gc.collect()
+    return results
+
+
+def _command(args: argparse.Namespace) -> str:
+    words = ["worker", "bench", *(["--quick"] if args.quick else [])]
+    if args.only != frozenset(GROUPS):
+        words += ["--only", ",".join(g for g in GROUPS if g in args.only)]
+    return shlex.join(words)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worker.bench.attention import run_attention_bench
+    from worker.bench.baseline import run_baseline
+    from worker.bench.machine import machine_info, measure_limits
+    from worker.bench.models import model_dir
+    from worker.bench.report import BenchReport, render
+    from worker.bench.workloads import full_plan, quick_plan
+
+    start = time.perf_counter()
+    plan = quick_plan() if args.quick else full_plan()
+    limits = measure_limits(plan.matmul_size, plan.copy_bytes, plan.repeats)
+    attention = run_attention_bench(plan.attention, plan.repeats) if "attention" in args.only else []
+    big = model_dir(args.model_cache, plan.big_model)
+    small = model_dir(args.model_cache, plan.small_model) if "scheduler" in args.only else big
+    results = _engine_runs(plan, args.only, big, small)
+    if "baseline" in args.only:
+        results.append(run_baseline(str(big), plan.baseline))
+    report = BenchReport(
+        command=_command(args),
+        quick=args.quick, info=machine_info(), limits=limits, workloads=results, attention=attention,
+        total_seconds=time.perf_counter() - start,
+    )
+    text = render(report)
+    print(text)
+    output = args.output or (None if args.quick else Path("benchmarks/RESULTS.md"))
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    return 0
