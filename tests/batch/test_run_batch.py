@@ -52,7 +52,9 @@ def test_greedy_lines_match_the_offline_api(tmp_path, tiny_model):
 
     lines = [request("a", "Once upon a time", chat=False, temperature=0, max_tokens=12),
              request("b", "Name three colours.", temperature=0, max_tokens=9),
-             request("c", "Hello", chat=False, temperature=0, max_tokens=5, n=2, seed=3)]
+             request("c", "Hello", chat=False, temperature=0, max_tokens=5, n=2, seed=3),
+             request("d", "Hi", temperature=0, max_tokens=4, logprobs=True, top_logprobs=2, return_token_ids=True),
+             request("e", "Hi", chat=False, temperature=0, max_tokens=3, logprobs=3, echo=True)]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.jsonl"
     assert worker_cli("run-batch", "-i", tmp_path / "in.jsonl", "-o", out, "--model", tiny_model,
@@ -66,6 +68,15 @@ def test_greedy_lines_match_the_offline_api(tmp_path, tiny_model):
     assert got[0]["response"]["body"]["usage"]["completion_tokens"] == len(want_a.outputs[0].token_ids)
     assert got[1]["response"]["body"]["choices"][0]["message"]["content"] == want_b.outputs[0].text
     assert [c["index"] for c in got[2]["response"]["body"]["choices"]] == [0, 1]
+    d = got[3]["response"]["body"]
+    content, message = d["choices"][0]["logprobs"]["content"], d["choices"][0]["message"]
+    assert len(content) == len(message["completion_token_ids"]) == d["usage"]["completion_tokens"]
+    assert len(message["prompt_token_ids"]) == d["usage"]["prompt_tokens"]
+    assert all(len(t["top_logprobs"]) == 2 and t["logprob"] <= 0 for t in content)
+    assert all(t["logprob"] >= t["top_logprobs"][1]["logprob"] for t in content)  # greedy: the top token
+    e = got[4]["response"]["body"]["choices"][0]
+    assert e["text"].startswith("Hi") and len(e["logprobs"]["tokens"]) == 3
+    assert all(len(top) <= 3 for top in e["logprobs"]["top_logprobs"])
 
 
 def test_bad_lines_each_get_one_error_line(tmp_path, tiny_model):

@@ -24,15 +24,18 @@ class Summary(BaseModel):
     num_shards: int | None = None
 
     @classmethod
-    def build(cls, total: ChunkStats, this_attempt: ChunkStats, elapsed_s: float, chunks: int,
+    def build(cls, total: ChunkStats, this_attempt: ChunkStats | None, elapsed_s: float, chunks: int,
               **extra) -> "Summary":
+        """this_attempt: what this process served; None for gather, which serves nothing
+        (its rates are then 0: the shards' summaries hold the serving rates)."""
+        this = this_attempt or ChunkStats()
         per_s = 1.0 / elapsed_s if elapsed_s > 0 else 0.0
         return cls(requests=total.lines, served=total.served, failed=dict(sorted(total.failed.items())),
                    prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens,
                    cached_tokens=total.cached_tokens, elapsed_s=round(elapsed_s, 3),
-                   resumed_lines=total.lines - this_attempt.lines,
-                   requests_per_s=round(this_attempt.lines * per_s, 3),
-                   completion_tokens_per_s=round(this_attempt.completion_tokens * per_s, 3),
+                   resumed_lines=total.lines - this.lines if this_attempt is not None else 0,
+                   requests_per_s=round(this.lines * per_s, 3),
+                   completion_tokens_per_s=round(this.completion_tokens * per_s, 3),
                    chunks=chunks, **extra)
 
     def to_json(self) -> bytes:

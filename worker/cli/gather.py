@@ -2,6 +2,7 @@
 URL, published atomically (S3 server-side copy where staging and output share S3)."""
 
 import argparse
+import os
 import sys
 import time
 
@@ -10,7 +11,6 @@ from pydantic import BaseModel, Field
 from worker import storage
 from worker.batch import checkpoint
 from worker.batch.assemble import ChunkRef, assemble
-from worker.batch.checkpoint import ChunkStats
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
 from worker.batch.summary import Summary
@@ -41,8 +41,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     if args.termination_message_path is None:
         args.termination_message_path = os.environ.get(ENV_TERMINATION_LOG)
     try:
@@ -76,9 +74,7 @@ def gather(flags: GatherFlags) -> Summary:
     except storage.StorageError as exc:
         raise BatchRunError(f"gather failed: {exc}") from None
     log.info("gather.done", output=storage.parse_url(flags.output_file).safe, chunks=len(chunks), **copy_stats)
-    # Rates describe the gather step; the shards' own summaries hold the serving rates.
-    summary = Summary.build(total, ChunkStats(), time.monotonic() - t0, len(chunks), num_shards=flags.num_shards)
-    summary.resumed_lines = 0
+    summary = Summary.build(total, None, time.monotonic() - t0, len(chunks), num_shards=flags.num_shards)
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
     if flags.termination_message_path:
