@@ -129,3 +129,29 @@ def test_config_families_and_errors(pt_dir):
         ModelConfig.from_dict({**raw, "rope_scaling": {"rope_type": "yarn", "factor": 4}})
     with pytest.raises(ValueError, match="multiple of num_key_value_heads"):
         ModelConfig.from_dict({**raw, "num_key_value_heads": 4})
+
+
+def test_bfloat16_checkpoint_loads_like_its_float32_widening(tmp_path, pt_dir):
+    """Real checkpoints are bfloat16; written here by safetensors' own paddle writer."""
+    from safetensors.paddle import save_file as save_paddle
+
+    from worker.platform import paddle
+
+    t = load_file(str(pt_dir / "model.safetensors"))
+    bf16 = {k: paddle.to_tensor(v).astype("bfloat16") for k, v in t.items()}
+    widened = {k: v.astype("float32").numpy() for k, v in bf16.items()}
+    a, b = tmp_path / "bf16", tmp_path / "f32"
+    for d in (a, b):
+        shutil.copytree(pt_dir, d)
+    save_paddle(bf16, str(a / "model.safetensors"))
+    save_file(widened, str(b / "model.safetensors"))
+    np.testing.assert_array_equal(run(a), run(b))
+    assert rel_err(widened["model.norm.weight"], t["model.norm.weight"]) > 0  # really rounded
+
+
+def test_corrupt_safetensors_is_a_typed_error(tmp_path, pt_dir):
+    out = tmp_path / "corrupt"
+    shutil.copytree(pt_dir, out)
+    (out / "model.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{nope")
+    with pytest.raises(WeightLoadError, match="header is not JSON"):
+        load_weights(out, ModelConfig.from_pretrained(out))

@@ -24,7 +24,7 @@ _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 _CPU_KV_FRACTION = 0.1
 _CPU_KV_MAX_BYTES = 1 << 30
 # No point in more blocks than this many full-length sequences could fill.
-_MAX_FULL_SEQUENCES = 256
+_MAX_FULL_SEQUENCES = 64
 
 
 class KVCacheConfigError(ValueError):

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
-
 from worker.logs import get_logger
 from worker.models.config import ModelConfig
+from worker.models.safetensors_np import load_numpy
 
 log = get_logger(__name__)
 
@@ -60,13 +59,12 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
 
 
 def read_tensors(model_dir: Path) -> dict[str, np.ndarray]:
-    """All tensors, names stripped of their `ernie.`/`model.` prefix."""
+    """All tensors (memory-mapped; bfloat16 widened), names stripped of `ernie.`/`model.`."""
     tensors: dict[str, np.ndarray] = {}
     for path in checkpoint_files(model_dir):
         try:
-            with safe_open(str(path), framework="np") as f:
-                for name in f.keys():
-                    tensors[_strip_prefix(name)] = f.get_tensor(name)
+            for name, array in load_numpy(path).items():
+                tensors[_strip_prefix(name)] = array
         except (OSError, ValueError) as e:
             raise WeightLoadError(f"{path}: cannot read safetensors: {e}") from e
     return tensors
