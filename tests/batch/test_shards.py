@@ -44,11 +44,14 @@ def _shard(batch: Path, staging: str, i: int, n: int, model: Path, tmp: Path, *e
                       "--chunk-lines", 2, *EXACT, *extra)
 
 
-@pytest.mark.parametrize("num_shards,where", [(1, "local"), (3, "local"), (7, "s3")])
+@pytest.mark.parametrize("num_shards,where", [(1, "local"), (3, "http"), (7, "s3")])
 def test_shards_then_gather_equal_run_batch(batch, tiny_model, tmp_path, request, num_shards, where):
     if where == "s3":
         bucket = request.getfixturevalue("s3_server")
         staging, output = bucket.url("staging/uid-1"), bucket.url("out/result.jsonl")
+    elif where == "http":
+        server = request.getfixturevalue("http_server")
+        staging, output = server.url("staging/uid-1"), server.url("out/result.jsonl")
     else:
         staging, output = str(tmp_path / "staging"), str(tmp_path / "result.jsonl")
     for i in range(num_shards):
@@ -57,7 +60,8 @@ def test_shards_then_gather_equal_run_batch(batch, tiny_model, tmp_path, request
         assert term["shard_index"] == i and len((tmp_path / f"term-{i}").read_bytes()) < 4096
     assert worker_cli("gather", "--staging", staging, "--num-shards", num_shards, "--output", output,
                       "--summary-file", tmp_path / "summary.json") == 0
-    got = bucket.get("out/result.jsonl") if where == "s3" else Path(output).read_bytes()
+    got = {"s3": lambda: bucket.get("out/result.jsonl"), "local": lambda: Path(output).read_bytes(),
+           "http": lambda: server.store.files["/out/result.jsonl"]}[where]()
     assert got == (batch / "whole.jsonl").read_bytes()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] == 20 and summary["failed"] == {"duplicate_custom_id": 1, "invalid_json": 1}
