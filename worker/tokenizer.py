@@ -45,6 +45,14 @@ def _as_list(value: Any) -> list[int]:
     return [] if value is None else list(value) if isinstance(value, list) else [value]
 
 
+def _pick_template(value: Any) -> str | None:
+    """A template string, or HF's list of named templates (the one named "default")."""
+    if isinstance(value, list):
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        return named.get("default")
+    return value if isinstance(value, str) else None
+
+
 def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
@@ -58,7 +66,7 @@ class Tokenizer:
     def __init__(self, sp: spm.SentencePieceProcessor, config: dict[str, Any], added: dict[str, int],
                  eos_token_ids: list[int]):
         self.sp = sp
-        self.chat_template: str | None = config.get("chat_template")
+        self.chat_template = _pick_template(config.get("chat_template"))
         self.special_tokens_map = {k: _token_str(config.get(k)) for k in _SPECIAL_KEYS if _token_str(config.get(k))}
         for key, value in config.items():  # ERNIE's extra named tokens (sys_start_token, ...)
             if key.endswith("_token") and key not in self.special_tokens_map and _token_str(value):
@@ -86,6 +94,9 @@ class Tokenizer:
         sp = spm.SentencePieceProcessor(model_file=str(sp_path))
         config = _read_json(model_dir / "special_tokens_map.json") | _read_json(model_dir / "tokenizer_config.json")
         added = {k: int(v) for k, v in _read_json(model_dir / "added_tokens.json").items()}
+        jinja_file = model_dir / "chat_template.jinja"  # newer HF layout: the template on its own
+        if not config.get("chat_template") and jinja_file.exists():
+            config["chat_template"] = jinja_file.read_text(encoding="utf-8")
         eos = _as_list(_read_json(model_dir / "generation_config.json").get("eos_token_id"))
         eos += _as_list(_read_json(model_dir / "config.json").get("eos_token_id"))
         return cls(sp, config, added, eos)

@@ -96,6 +96,12 @@ def test_template_features_and_errors(tiny_model, tmp_path):
     (broken / "tokenizer_config.json").write_text(json.dumps(cfg))
     with pytest.raises(TokenizerError, match="no chat_template"):
         Tokenizer.from_pretrained(broken).apply_chat_template(MESSAGES)
+    (broken / "chat_template.jinja").write_text("{{ messages[0]['content'] }}!")
+    assert Tokenizer.from_pretrained(broken).apply_chat_template(MESSAGES) == "be brief!"
+    (broken / "chat_template.jinja").unlink()
+    cfg["chat_template"] = [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
+    (broken / "tokenizer_config.json").write_text(json.dumps(cfg))
+    assert Tokenizer.from_pretrained(broken).apply_chat_template(MESSAGES) == "D"
     (broken / "tokenizer.model").unlink()
     with pytest.raises(TokenizerError, match="tokenizer.model is missing"):
         Tokenizer.from_pretrained(broken)

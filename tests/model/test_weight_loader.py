@@ -117,6 +117,8 @@ def test_config_families_and_errors(pt_dir):
     ernie = ModelConfig.from_dict(raw)
     assert ernie.rope_interleaved and not ernie.qkv_bias and ernie.tie_word_embeddings
     assert ernie.head_dim == 8 and ernie.q_size == 48 and ernie.kv_size == 24
+    remote_code = ModelConfig.from_dict({**raw, "architectures": ["Ernie4_5_ForCausalLM"], "rope_scaling": None})
+    assert remote_code.rope_interleaved and remote_code.architecture == "Ernie4_5_ForCausalLM"
     qwen = ModelConfig.from_dict({**raw, "architectures": ["Qwen2ForCausalLM"], "head_dim": None})
     assert qwen.qkv_bias and not qwen.rope_interleaved and qwen.head_dim == 48 // 6
     llama = ModelConfig.from_dict({**raw, "architectures": ["LlamaForCausalLM"]})

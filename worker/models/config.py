@@ -19,6 +19,7 @@ class ModelConfigError(ValueError):
 _ARCHITECTURES: dict[str, tuple[bool, bool]] = {
     # ERNIE 4.5 pairs dims (2i, 2i+1) ("rotate every two"); see paddleformers' rotate_half.
     "Ernie4_5ForCausalLM": (True, False),
+    "Ernie4_5_ForCausalLM": (True, False),  # the name in baidu/ERNIE-4.5-0.3B-PT's remote code
     "LlamaForCausalLM": (False, False),
     "MistralForCausalLM": (False, False),
     "Qwen2ForCausalLM": (False, True),
