@@ -1,8 +1,8 @@
 """kopf handlers: thin adapters from kopf's causes to reconcile(); all decisions live elsewhere."""
 
+import asyncio
 import json
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -16,8 +16,6 @@ from batchinfer_operator.settings import OperatorSettings, settings_from_env
 log = structlog.get_logger(__name__)
 
 FINALIZER = f"{GROUP}/finalizer"
-# Read at import because kopf fixes timer intervals when handlers are registered.
-RESYNC_SECONDS = float(os.environ.get("BATCHINFER_RESYNC_SECONDS") or 10.0)
 
 
 def _settings(memo: kopf.Memo) -> OperatorSettings:
@@ -36,6 +34,7 @@ def post_event(cr: dict[str, Any], type_: str, reason: str, message: str) -> Non
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     ours = settings_from_env()
     memo["batchinfer_settings"] = ours
+    kube.reset_client()  # re-read the cluster credentials on every start
     # kopf adds this finalizer only for deletion handlers; we have none (ownerReferences clean up).
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -54,6 +53,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     log.info("operator configured", worker_image=ours.worker_image, namespaces=list(ours.namespaces))
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's service account, else $KUBECONFIG read at each login (not cached at import)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.probe(id="settings")
 def settings_probe(memo: kopf.Memo, **_: Any) -> str:
     return _settings(memo).worker_image
@@ -66,9 +71,30 @@ def on_run_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconcile(_plain(body), _settings(memo), post_event)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconcile(_plain(body), _settings(memo), post_event)
+async def _resync_forever(settings: OperatorSettings) -> None:
+    """Level-triggered safety net (controller-runtime's SyncPeriod): every live run is re-checked.
+
+    Not a kopf timer: timers make kopf put a finalizer on every CR, which we do not need."""
+    while True:
+        await asyncio.sleep(settings.resync_seconds)
+        try:
+            runs = await asyncio.to_thread(kube.list_crs, settings.namespaces)
+            for cr in runs:
+                await asyncio.to_thread(reconcile, cr, settings, post_event)
+        except Exception as exc:  # keep resyncing: the next pass may well succeed
+            log.warning("resync failed", error=str(exc))
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+    memo["batchinfer_resync"] = asyncio.create_task(_resync_forever(_settings(memo)))
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("batchinfer_resync")
+    if task is not None:
+        task.cancel()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)

@@ -1,6 +1,7 @@
 """The Kubernetes API edge: a few JSON calls on plain dicts (no typed models, no user data)."""
 
 import json
+import os
 import threading
 from typing import Any
 
@@ -30,9 +31,16 @@ def api_client() -> client.ApiClient:
             try:
                 config.load_incluster_config()
             except ConfigException:
-                config.load_kube_config()
+                # Read KUBECONFIG now: the kubernetes library reads it once, at its import.
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)
             _client = client.ApiClient()
         return _client
+
+
+def reset_client() -> None:
+    global _client
+    with _lock:
+        _client = None
 
 
 def _call(
@@ -66,6 +74,14 @@ def read_cr(namespace: str, name: str) -> dict[str, Any] | None:
         if exc.status == 404:
             return None
         raise
+
+
+def list_crs(namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """All BatchInferences in the given namespaces, or in every namespace when none are given."""
+    paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}" for ns in namespaces] or [
+        f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+    ]
+    return [item for path in paths for item in (_call("GET", path) or {}).get("items") or []]
 
 
 def patch_cr_status(namespace: str, name: str, status: dict[str, Any]) -> None:

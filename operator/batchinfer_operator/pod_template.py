@@ -4,7 +4,7 @@ from typing import Any
 
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
-from batchinfer_operator.worker_command import TERMINATION_LOG
+from batchinfer_operator.worker_command import ENV_TERMINATION_LOG, TERMINATION_LOG
 
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/tmp"
@@ -17,6 +17,7 @@ _BASE_ENV = [
     {"name": "TMPDIR", "value": SCRATCH_PATH},
     {"name": "PYTHONUNBUFFERED", "value": "1"},
     {"name": "LOG_FORMAT", "value": "json"},
+    {"name": ENV_TERMINATION_LOG, "value": TERMINATION_LOG},
 ]
 
 GATHER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}

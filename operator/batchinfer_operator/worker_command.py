@@ -28,6 +28,8 @@ FLAG_PREFIX_CACHING = ("--enable-prefix-caching", "--no-enable-prefix-caching")
 # The shard index comes from the Job controller, not from a flag.
 ENV_SHARD_INDEX = "JOB_COMPLETION_INDEX"
 TERMINATION_LOG = "/dev/termination-log"
+# Where the worker writes its JSON summary (the container's terminationMessagePath).
+ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
 
 
 class RunValues(BaseModel):

@@ -1,0 +1,108 @@
+"""kmock's Kubernetes API emulator on 127.0.0.1, served from its own thread and event loop,
+plus the few things a real API server does that kmock leaves to us (uid, creationTimestamp)."""
+
+import asyncio
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kmock
+import requests
+
+RESOURCES = {
+    "batchinfer.io/v1alpha1/batchinferences": dict(
+        kind="BatchInference", singular="batchinference", shortnames={"bi"}, subresources={"status"}
+    ),
+    "batch/v1/jobs": dict(kind="Job", singular="job", subresources={"status"}),
+    "v1/pods": dict(kind="Pod", singular="pod", subresources={"status"}),
+    "v1/events": dict(kind="Event", singular="event"),
+    "v1/secrets": dict(kind="Secret", singular="secret"),
+    # kopf's backbone: it waits for both before it starts watching anything.
+    "v1/namespaces": dict(kind="Namespace", singular="namespace", namespaced=False),
+    "apiextensions.k8s.io/v1/customresourcedefinitions": dict(
+        kind="CustomResourceDefinition", singular="customresourcedefinition", namespaced=False
+    ),
+}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class KubeAPI:
+    """Start with `with KubeAPI() as api:`; `api.url` is the API server, `api.kubeconfig(dir)`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.http = requests.Session()
+
+    def __enter__(self) -> "KubeAPI":
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _start(self) -> None:
+        self.emulator = kmock.KubernetesEmulator()
+        await self.emulator.__aenter__()
+        self.server = kmock.Server(self.emulator)
+        await self.server.__aenter__()
+        for key, info in RESOURCES.items():
+            self.emulator.resources[key] = kmock.ResourceInfo(**{"namespaced": True, "verbs": VERBS, **info})
+        self.url = str(self.server.url).rstrip("/")
+
+    async def _stop(self) -> None:
+        await self.server.__aexit__(None, None, None)
+        await self.emulator.__aexit__(None, None, None)
+
+    def kubeconfig(self, directory: Path) -> Path:
+        path = directory / "kubeconfig"
+        path.write_text(
+            "apiVersion: v1\nkind: Config\ncurrent-context: kmock\n"
+            f"clusters: [{{name: kmock, cluster: {{server: '{self.url}'}}}}]\n"
+            "users: [{name: test, user: {token: not-a-secret}}]\n"
+            "contexts: [{name: kmock, context: {cluster: kmock, user: test}}]\n"
+        )
+        return path
+
+    # -- plain HTTP, as kubectl would do it -------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None, patch: bool = False) -> Any:
+        headers = {"Content-Type": "application/merge-patch+json"} if patch else {}
+        response = self.http.request(method, self.url + path, json=body, headers=headers, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def items(self, path: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", path).get("items") or [])
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        response = self.http.get(self.url + path, timeout=10)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def create(self, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """POST with what the API server would fill in: uid, creationTimestamp, generation, resourceVersion."""
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", utc_now())
+        meta.setdefault("generation", 1)
+        # kmock keeps no resource versions; kopf's JSON patches test for one, so a fixed one.
+        meta.setdefault("resourceVersion", "1")
+        return self.request("POST", collection, obj)
+
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", path, body, patch=True)
+
+    def creations(self, resource: str) -> list[dict[str, Any]]:
+        """Bodies of every CREATE request the emulator served for a resource ("batch/v1/jobs")."""
+        return [r.data for r in self.emulator[kmock.action.CREATE, kmock.resource(resource)]]
