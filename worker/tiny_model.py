@@ -36,6 +36,7 @@ CHAT_TEMPLATE = (
     "    {{- \"Assistant: \" -}}\n{%- endif -%}"
 )
 _MAX_SPM_VOCAB = 1024
+_BRANCH_GAIN = 3.0
 
 
 class TinyModelSpec(BaseModel):
@@ -106,8 +107,8 @@ def _random_weights(spec: TinyModelSpec) -> dict[str, np.ndarray]:
     h, d = spec.hidden_size, spec.resolved_head_dim
     q, kv, inter = spec.num_attention_heads * d, spec.num_key_value_heads * d, spec.intermediate_size
 
-    def normal(*shape, fan_in):
-        return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+    def normal(*shape, fan_in, gain=1.0):
+        return (rng.standard_normal(shape) * (gain / np.sqrt(fan_in))).astype(np.float32)
 
     def norm():
         return (1.0 + 0.1 * rng.standard_normal(h)).astype(np.float32)
@@ -120,11 +121,12 @@ def _random_weights(spec: TinyModelSpec) -> dict[str, np.ndarray]:
         w[p + "input_layernorm.weight"] = norm()
         for name, rows in (("q", q), ("k", kv), ("v", kv)):
             w[p + f"self_attn.{name}_proj.weight"] = normal(rows, h, fan_in=h)
-        w[p + "self_attn.o_proj.weight"] = normal(h, q, fan_in=q)
+        # Strong residual branches, for the same reason as the small embeddings.
+        w[p + "self_attn.o_proj.weight"] = normal(h, q, fan_in=q, gain=_BRANCH_GAIN)
         w[p + "post_attention_layernorm.weight"] = norm()
         w[p + "mlp.gate_proj.weight"] = normal(inter, h, fan_in=h)
         w[p + "mlp.up_proj.weight"] = normal(inter, h, fan_in=h)
-        w[p + "mlp.down_proj.weight"] = normal(h, inter, fan_in=inter)
+        w[p + "mlp.down_proj.weight"] = normal(h, inter, fan_in=inter, gain=_BRANCH_GAIN)
     w["model.norm.weight"] = norm()
     if not spec.tie_word_embeddings:
         w["lm_head.weight"] = normal(spec.vocab_size, h, fan_in=h)
