@@ -110,6 +110,10 @@ class ModelRunner:
                 for _ in range(c.num_hidden_layers)]
 
     def _check(self, batch: InputBatch) -> None:
+        # The batch is built by our own host code: shape mismatches are bugs, not user errors.
+        assert batch.query_start_loc.shape == (batch.num_seqs + 1,)
+        assert batch.positions.shape == batch.slot_mapping.shape == (batch.num_tokens,)
+        assert batch.block_tables.shape[0] == batch.num_seqs
         if batch.num_tokens > self.max_num_batched_tokens:
             raise BatchError(f"batch has {batch.num_tokens} tokens, over max_num_batched_tokens="
                              f"{self.max_num_batched_tokens}")

@@ -94,10 +94,12 @@ def detect_layout(tensors: dict[str, np.ndarray], config: ModelConfig) -> str:
 class _Reader:
     def __init__(self, tensors: dict[str, np.ndarray], layout: str, model_dir: Path):
         self.tensors, self.layout, self.model_dir = tensors, layout, model_dir
+        self.used: set[str] = set()
 
     def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in self.tensors:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} is missing")
+        self.used.add(name)
         t = self.tensors[name]
         if t.shape != shape:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} has shape {t.shape}, expected {shape}")
@@ -155,5 +157,7 @@ def load_weights(model_dir: str | Path, config: ModelConfig) -> ModelWeights:
         lm_head=lm_head,
         layout=layout,
     )
-    log.info("weights_loaded", model_dir=str(model_dir), layout=layout, tensors=len(tensors))
+    unused = sorted(tensors.keys() - r.used - {"lm_head.weight"})  # a tied head may still be stored
+    log.info("weights_loaded", model_dir=str(model_dir), layout=layout, tensors=len(tensors),
+             unused_tensors=len(unused), unused_examples=unused[:5])
     return weights
