@@ -146,5 +146,6 @@ def test_run_shard_killed_redoes_at_most_one_chunk(tmp_path, tiny_model):
     after = {p.name: os.stat(p).st_ino for p in shard.glob("part-*")}
     kept = [name for name, ino in before.items() if after.get(name) == ino]
     assert sorted(kept) == sorted(before)  # every completed chunk was kept, not redone
+    assert not list(shard.glob(".*.tmp"))  # the killed chunk's temp file was discarded
     summary = json.loads((tmp_path / "term").read_bytes())
     assert summary["requests"] == 24 and summary["resumed_lines"] == len(before) // 2 * 2

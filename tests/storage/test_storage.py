@@ -136,3 +136,17 @@ def test_list_names(s3_server, tmp_path):
     (tmp_path / "a").write_bytes(b"1")
     (tmp_path / "sub").mkdir()
     assert storage.list_names(str(tmp_path)) == ["a"]
+
+
+def test_partial_writes_of_a_killed_writer_are_discarded(tmp_path, s3_server, monkeypatch):
+    from worker.storage import s3
+
+    local_w = storage.make_writer(str(tmp_path / "p" / "a.jsonl"))
+    local_w.write(b"half")  # never committed: the process "died"
+    assert storage.discard_partial_writes(str(tmp_path / "p")) == 1
+    assert list((tmp_path / "p").iterdir()) == []
+    monkeypatch.setattr(s3, "PART_SIZE", 5 << 20)
+    s3_w = storage.make_writer(s3_server.url("pre/a.jsonl"))
+    s3_w.write(DATA * 60)  # one part uploaded, upload left open
+    assert storage.discard_partial_writes(s3_server.url("pre")) == 1
+    assert s3_server.client.list_multipart_uploads(Bucket=s3_server.bucket).get("Uploads", []) == []

@@ -62,6 +62,8 @@ def open_checkpoint(job: RangeJob) -> BatchIdentity:
     wanted = RunManifest(input_url=job.input_url, input_size=job.input_size, start=job.start, end=job.end,
                          chunk_lines=job.chunk_lines, identity=ident)
     if existing == wanted:
+        if stale := storage.discard_partial_writes(job.prefix):
+            log.info("checkpoint.partial_chunk_discarded", prefix=job.prefix, count=stale)
         return ident
     if existing is not None:
         log.warning("checkpoint.discarded", prefix=job.prefix, reason="made for other arguments or input")

@@ -11,7 +11,7 @@ from worker.storage.url import StorageURL, is_local, join, parse_url
 __all__ = [
     "NotFoundError", "StorageError", "TransientError", "UnsupportedURLError", "StorageURL",
     "parse_url", "join", "is_local", "size", "read", "read_bytes", "exists", "list_names",
-    "delete", "make_writer", "open_writer", "write_bytes", "write_stream",
+    "delete", "discard_partial_writes", "make_writer", "open_writer", "write_bytes", "write_stream",
 ]
 
 _BACKENDS = {"local": local, "http": http, "s3": s3}
@@ -54,6 +54,13 @@ def list_names(url: str) -> list[str]:
 def delete(url: str) -> None:
     backend, u = _backend(url)
     backend.delete(u)
+
+
+def discard_partial_writes(prefix: str) -> int:
+    """Clean up after writers killed before commit under a prefix (nothing to do over HTTP:
+    an HTTP writer sends nothing before its single PUT)."""
+    backend, u = _backend(prefix)
+    return 0 if backend is http else backend.discard_partial_writes(u)
 
 
 def make_writer(url: str, tmp_dir: str | None = None):

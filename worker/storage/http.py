@@ -28,9 +28,11 @@ def _check(u: StorageURL, resp: requests.Response, ok: tuple[int, ...]) -> None:
     raise StorageError(u.safe, f"request refused: {resp.reason}", code)
 
 
-def _request(u: StorageURL, method: str, **kw) -> requests.Response:
+def _request(u: StorageURL, method: str, headers: dict | None = None, **kw) -> requests.Response:
+    # Byte ranges and Content-Length must count the stored bytes, not a gzip encoding of them.
+    headers = {"Accept-Encoding": "identity", **(headers or {})}
     try:
-        return _session.request(method, u.raw, timeout=TIMEOUT, **kw)
+        return _session.request(method, u.raw, timeout=TIMEOUT, headers=headers, **kw)
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(u.safe, f"{method} failed: {type(exc).__name__}") from None
 

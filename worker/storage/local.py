@@ -56,6 +56,15 @@ def list_names(u: StorageURL) -> list[str]:
     return sorted(x.name for x in p.iterdir() if x.is_file()) if p.is_dir() else []
 
 
+def discard_partial_writes(u: StorageURL) -> int:
+    """Remove temp files a killed LocalWriter left in the directory u."""
+    p = _path(u)
+    stale = list(p.glob(".*.tmp")) if p.is_dir() else []
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
+
+
 def delete(u: StorageURL) -> None:
     _path(u).unlink(missing_ok=True)
 

@@ -111,6 +111,17 @@ def list_names(u: StorageURL) -> list[str]:
     return [name for name, _ in list_keys(u)]
 
 
+def discard_partial_writes(u: StorageURL) -> int:
+    """Abort the multipart uploads a killed S3Writer left under the prefix u (they cost money)."""
+    prefix = u.key.rstrip("/") + "/" if u.key else ""
+    resp = call(u, "s3.list_uploads", lambda: client().list_multipart_uploads(Bucket=u.bucket, Prefix=prefix))
+    uploads = resp.get("Uploads", [])
+    for up in uploads:
+        call(u, "s3.abort", lambda up=up: client().abort_multipart_upload(
+            Bucket=u.bucket, Key=up["Key"], UploadId=up["UploadId"]))
+    return len(uploads)
+
+
 def delete(u: StorageURL) -> None:
     call(u, "s3.delete", lambda: client().delete_object(Bucket=u.bucket, Key=u.key))
 
