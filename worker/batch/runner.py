@@ -5,6 +5,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import structlog
 from tqdm import tqdm
 
 from worker import storage
@@ -75,12 +76,13 @@ def open_checkpoint(job: RangeJob) -> BatchIdentity:
 def run_range(job: RangeJob, load_engine: Callable[[], Engine]) -> RangeResult:
     t0 = time.monotonic()
     ident = open_checkpoint(job)
+    structlog.contextvars.bind_contextvars(batch_id=ident.batch_id)
     done = list(checkpoint.iter_metas(job.prefix))
     resume_at = done[-1].end_offset if done else job.start
     this_attempt = ChunkStats()
     if resume_at < job.end:
         log.info("run.start", input=storage.parse_url(job.input_url).safe, start=job.start, end=job.end,
-                 resume_at=resume_at, chunks_done=len(done), batch_id=ident.batch_id)
+                 resume_at=resume_at, chunks_done=len(done))
         _serve(job, ident, load_engine(), resume_at, len(done), this_attempt)
     metas = list(checkpoint.iter_metas(job.prefix))
     total = ChunkStats()

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+import structlog
 from pydantic import BaseModel, Field, model_validator
 
 from worker import storage
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, flags: RunShardFlags) -> Summary:
+    structlog.contextvars.bind_contextvars(shard_index=flags.shard_index, num_shards=flags.num_shards)
     prefix = shard_prefix(flags.staging_url, flags.shard_index)
     summary_url = storage.join(prefix, "summary.json")
     if storage.exists(summary_url):  # finished before (a retried pod): report it again
