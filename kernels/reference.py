@@ -11,6 +11,7 @@ import numpy as np
 from worker.platform import paddle
 
 _NEG_INF = float("-inf")
+_MAX_SCORE_ELEMS = 1 << 26  # 256 MB of float32 attention scores per query tile
 
 
 def _host(x) -> np.ndarray:
@@ -40,21 +41,35 @@ def _gather_kv(cache, block_ids: np.ndarray, length: int):
     return blocks.transpose([1, 0, 2, 3]).reshape([hkv, nb * bs, d])[:, :length]
 
 
-def _attend_one(q, key_cache, value_cache, block_ids, seq_len: int, scale: float):
-    """q [ql, Hq, D] of one sequence whose context is `seq_len` tokens -> [ql, Hq, D]."""
-    q_len, num_heads, head_dim = q.shape
-    num_kv_heads = key_cache.shape[1]
-    group = num_heads // num_kv_heads
+def _attend_one(q, key_cache, value_cache, block_ids, seq_len: int, scale: float,
+                max_score_elems: int = _MAX_SCORE_ELEMS):
+    """q [ql, Hq, D] of one sequence whose context is `seq_len` tokens -> [ql, Hq, D].
+
+    Queries go in tiles so the float32 score matrix stays under `max_score_elems` however
+    long the context is (a chunk of 8k tokens against 32k would otherwise need gigabytes).
+    """
+    q_len, num_heads, _ = q.shape
     k = _gather_kv(key_cache, block_ids, seq_len).astype("float32")
     v = _gather_kv(value_cache, block_ids, seq_len).astype("float32")
-    qf = q.astype("float32").transpose([1, 0, 2]).reshape([num_kv_heads, group * q_len, head_dim])
-    scores = paddle.matmul(qf, k, transpose_y=True) * scale  # [Hkv, group*ql, L]
-    # Bottom-right causal: query j sits at position seq_len - q_len + j.
-    q_pos = np.arange(seq_len - q_len, seq_len)[:, None]
-    allowed = np.arange(seq_len)[None, :] <= q_pos
+    tile = max(1, max_score_elems // (num_heads * seq_len))
+    first = seq_len - q_len  # bottom-right causal: query j sits at position first + j
+    outs = [_attend_tile(q[s : s + tile], k, v, first + s, scale) for s in range(0, q_len, tile)]
+    return outs[0] if len(outs) == 1 else paddle.concat(outs, axis=0)
+
+
+def _attend_tile(q, k, v, first_pos: int, scale: float):
+    """q [n, Hq, D] at positions first_pos.. against k, v [Hkv, >= first_pos + n, D]."""
+    n, num_heads, head_dim = q.shape
+    num_kv_heads = k.shape[0]
+    group = num_heads // num_kv_heads
+    length = first_pos + n  # later keys are masked for every query of the tile: skip them
+    k, v = k[:, :length], v[:, :length]
+    qf = q.astype("float32").transpose([1, 0, 2]).reshape([num_kv_heads, group * n, head_dim])
+    scores = paddle.matmul(qf, k, transpose_y=True) * scale  # [Hkv, group*n, length]
+    allowed = np.arange(length)[None, :] <= (first_pos + np.arange(n))[:, None]
     mask = np.where(np.tile(allowed, (group, 1)), 0.0, _NEG_INF).astype(np.float32)
     probs = paddle.nn.functional.softmax(scores + paddle.to_tensor(mask), axis=-1)
-    out = paddle.matmul(probs, v).reshape([num_heads, q_len, head_dim]).transpose([1, 0, 2])
+    out = paddle.matmul(probs, v).reshape([num_heads, n, head_dim]).transpose([1, 0, 2])
     return out.astype(q.dtype)
 
 
