@@ -58,6 +58,7 @@ class RunManifest(BaseModel):
     start: int
     end: int
     chunk_lines: int
+    engine: str = ""
     identity: BatchIdentity
 
 

@@ -2,6 +2,7 @@
 FastDeploy's names, generated from EngineArgs so the two never drift apart."""
 
 import argparse
+import json
 import types
 import typing
 
@@ -43,6 +44,12 @@ def engine_args(ns: argparse.Namespace, model_dir: str) -> EngineArgs:
         return EngineArgs(model=model_dir, **given)
     except ValidationError as exc:
         raise BatchRunError(f"invalid engine arguments: {_first(exc)}") from None
+
+
+def engine_fingerprint(ns: argparse.Namespace, model: str) -> str:
+    """The model and the engine flags given, as a stable string for checkpoint manifests."""
+    given = {name: getattr(ns, name, None) for name in EngineArgs.model_fields if name != "model"}
+    return json.dumps({"model": model} | {k: v for k, v in given.items() if v is not None}, sort_keys=True)
 
 
 def _first(exc: ValidationError) -> str:

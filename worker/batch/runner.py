@@ -36,6 +36,7 @@ class RangeJob:
     created: int | None = None
     tmp_dir: str | None = None
     progress: bool = True
+    engine: str = ""  # the engine settings; resuming with other ones would mix outputs
 
 
 @dataclass
@@ -61,7 +62,7 @@ def open_checkpoint(job: RangeJob) -> BatchIdentity:
     created = job.created if job.created is not None else (old.created if old else None)
     ident = BatchIdentity.new(job.model, batch_id, created)
     wanted = RunManifest(input_url=job.input_url, input_size=job.input_size, start=job.start, end=job.end,
-                         chunk_lines=job.chunk_lines, identity=ident)
+                         chunk_lines=job.chunk_lines, engine=job.engine, identity=ident)
     if existing == wanted:
         if stale := storage.discard_partial_writes(job.prefix):
             log.info("checkpoint.partial_chunk_discarded", prefix=job.prefix, count=stale)

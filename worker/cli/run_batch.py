@@ -14,7 +14,7 @@ from worker import storage
 from worker.batch.assemble import assemble
 from worker.batch.engine_loader import engine_loader
 from worker.batch.errors import BatchRunError
-from worker.batch.flags import add_engine_flags, validated
+from worker.batch.flags import add_engine_flags, engine_fingerprint, validated
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
 from worker.engine.engine_args import EngineArgs
@@ -87,7 +87,8 @@ def _run(args: argparse.Namespace) -> Summary:
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=0, end=size, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
                    model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
-                   created=flags.created, tmp_dir=flags.output_tmp_dir, progress=flags.progress)
+                   created=flags.created, tmp_dir=flags.output_tmp_dir, progress=flags.progress,
+                   engine=engine_fingerprint(args, flags.model))
     result = run_range(job, load)
     try:
         final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir)

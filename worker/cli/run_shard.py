@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from worker import storage
 from worker.batch.engine_loader import engine_loader
 from worker.batch.errors import BatchRunError
-from worker.batch.flags import validated
+from worker.batch.flags import engine_fingerprint, validated
 from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace, flags: RunShardFlags, prefix: str) -> Summa
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=start, end=end, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
                    model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
-                   created=flags.created, progress=flags.progress)
+                   created=flags.created, progress=flags.progress, engine=engine_fingerprint(args, flags.model))
     result = run_range(job, engine_loader(args, flags.model, flags.model_cache_dir))
     return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks),
                          shard_index=flags.shard_index, num_shards=flags.num_shards)
