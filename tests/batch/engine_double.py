@@ -48,6 +48,9 @@ class EngineDouble:
             outputs = [CompletionOutput(index=i, send_idx=0, token_ids=out_ids, text=bytes(out_ids).decode(),
                                         finish_reason="length" if len(out_ids) < len(ids) else "stop")
                        for i in range(sp.n)]
+            failed = b"FAIL" in bytes(ids)
             done.append(RequestOutput(request_id=rid, prompt=None, prompt_token_ids=ids, outputs=outputs,
-                                      finished=True, num_cached_tokens=len(ids) // 2))
+                                      finished=True, num_cached_tokens=len(ids) // 2,
+                                      error_code=500 if failed else 200,
+                                      error_msg="device fell over" if failed else None))
         return done

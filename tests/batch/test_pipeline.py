@@ -123,3 +123,16 @@ def test_shards_assemble_to_the_whole_run(tmp_path, num_shards):
     stats, _ = assemble(chunks, str(tmp_path / "gathered.jsonl"))
     assert (tmp_path / "gathered.jsonl").read_bytes() == expected
     assert stats.lines == 23 and stats.failed["duplicate_custom_id"] == 1
+
+
+def test_engine_refusals_and_faults_become_error_lines(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join([_req("a", "fine"), _req("b", "REFUSE me"), _req("c", "FAIL here"),
+                               _req("d", "fine too")]) + "\n")
+    sink = ListSink()
+    run_pipeline(iter_lines(str(path)), EngineDouble(), IDENT, sink, window=4)
+    results = [r for _, r in sink.lines]
+    assert [r.error_code for r in results] == [None, "invalid_body", "engine_error", None]
+    assert "refused by the double" in results[1].line.error.message
+    assert results[2].line.response.status_code == 500 and results[2].line.custom_id == "c"
+    assert results[2].line.error.message == "device fell over"
