@@ -119,6 +119,7 @@ def test_bad_lines_each_get_one_error_line(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("argv,message", [
     (["-i", "/nonexistent/in.jsonl"], "input unreadable"),
+    (["-o", "/proc/not-here/out.jsonl"], "output unwritable"),
     (["--chunk-lines", "0"], "--chunk-lines"),
     (["--max-num-seqs", "0"], "--max-num-seqs"),
 ])

@@ -83,6 +83,10 @@ def _run(args: argparse.Namespace) -> Summary:
     flags = validated(RunBatchFlags, args)
     load = engine_loader(args, flags.model, flags.model_cache_dir)
     size = input_size(flags.input_file)
+    try:
+        storage.check_writable(flags.output_file)
+    except storage.StorageError as exc:
+        raise BatchRunError(f"output unwritable: {exc}") from None
     prefix = checkpoint_dir(flags)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=0, end=size, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),

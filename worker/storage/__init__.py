@@ -11,7 +11,7 @@ from worker.storage.url import StorageURL, is_local, join, parse_url
 __all__ = [
     "NotFoundError", "StorageError", "TransientError", "UnsupportedURLError", "StorageURL",
     "parse_url", "join", "is_local", "size", "read", "read_bytes", "exists", "list_names",
-    "delete", "discard_partial_writes", "make_writer", "open_writer", "write_bytes", "write_stream",
+    "check_writable", "delete", "discard_partial_writes", "make_writer", "open_writer", "write_bytes", "write_stream",
 ]
 
 _BACKENDS = {"local": local, "http": http, "s3": s3}
@@ -54,6 +54,13 @@ def list_names(url: str) -> list[str]:
 def delete(url: str) -> None:
     backend, u = _backend(url)
     backend.delete(u)
+
+
+def check_writable(url: str) -> None:
+    """Preflight for a local target; remote targets only show it when written."""
+    backend, u = _backend(url)
+    if backend is local:
+        local.check_writable(u)
 
 
 def discard_partial_writes(prefix: str) -> int:

@@ -56,6 +56,11 @@ def list_names(u: StorageURL) -> list[str]:
     return sorted(x.name for x in p.iterdir() if x.is_file()) if p.is_dir() else []
 
 
+def check_writable(u: StorageURL) -> None:
+    """Fail now, not after hours of work, when the target directory is not writable."""
+    LocalWriter(u).abort()
+
+
 def discard_partial_writes(u: StorageURL) -> int:
     """Remove temp files a killed LocalWriter left in the directory u."""
     p = _path(u)
