@@ -89,7 +89,8 @@ def _add(engine: Engine, request_id: str, slot: _Slot) -> None:
         engine.add_request(request_id, slot.prompt.prompt, slot.req.params,
                            prompt_token_ids=slot.prompt.prompt_token_ids)
     except ValueError as exc:
-        raise LineError(E.INVALID_BODY, f"the engine refused the request: {exc}", "body",
+        reason = str(exc).removeprefix(f"request {request_id}: ")  # our internal id means nothing to users
+        raise LineError(E.INVALID_BODY, f"the engine refused the request: {reason}", "body",
                         custom_id=slot.req.custom_id) from None
 
 
