@@ -55,14 +55,22 @@ def cache_root() -> Path:
     return Path(base) / "batchinfer"
 
 
-def _compile(name: str, build_dir: Path) -> None:
+def _compile(name: str, build_dir: Path) -> set[str]:
+    """Compile and register (load() does both); returns the op names now available."""
     from paddle.utils.cpp_extension import load
 
     log.info("building the CPU attention op", build_dir=str(build_dir))
     # cpp_extension prints progress with print(); keep stdout for the caller's output.
     with contextlib.redirect_stdout(sys.stderr):
-        load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
-             extra_ldflags=LD_FLAGS, build_directory=str(build_dir), verbose=False)
+        module = load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
+                      extra_ldflags=LD_FLAGS, build_directory=str(build_dir), verbose=False)
+    return {op for op in OP_NAMES if hasattr(module, op)}
+
+
+def _register(library: Path) -> set[str]:
+    from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
+
+    return set(load_op_meta_info_and_register_op(str(library)))
 
 
 @functools.cache
@@ -91,14 +99,10 @@ def _build_and_register() -> Path:
         build_dir.mkdir(parents=True, exist_ok=True)
         with open(build_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not library.exists():
-                _compile(name, build_dir)
-        from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
-
-        registered = load_op_meta_info_and_register_op(str(library))
+            registered = _register(library) if library.exists() else _compile(name, build_dir)
     except Exception as exc:  # compiler missing, read-only cache, ABI trouble: all mean "cannot"
         raise KernelBuildError(f"cannot build or load the CPU attention op in {build_dir}: {exc}") from exc
-    missing = set(OP_NAMES) - set(registered)
+    missing = set(OP_NAMES) - registered
     if missing:
         raise KernelBuildError(f"{library} does not define {sorted(missing)}")
     return library

@@ -16,9 +16,16 @@
 
 #include "paddle/extension.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 namespace {
 
 constexpr int kQueryTile = 8;  // query tokens per work item (prefill); decode has 1
+// Below this many multiply-adds a call runs on one thread: a parallel region costs a thread
+// wake-up and a barrier, which a busy (shared) core can stretch to a scheduler time slice.
+constexpr int64_t kParallelWork = int64_t{1} << 21;
 
 struct WorkItem {
   int32_t seq, kv_head, q_begin, q_end;  // query tokens [q_begin, q_end) of the sequence
@@ -28,20 +35,8 @@ struct Shapes {
   int64_t num_heads, num_kv_heads, block_size, head_dim, max_blocks;
 };
 
-inline float Dot(const float* __restrict a, const float* __restrict b, int64_t n) {
-  float s = 0.f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-inline void Axpy(float alpha, const float* __restrict x, float* __restrict y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
 // exp(x) for x <= 0 (scores minus their running max), vectorisable: 2^n * p(r) with a
-// degree-6 polynomial on r in [-ln2/2, ln2/2]; relative error ~2e-7, and 0 below -87.
+// degree-6 polynomial on r in [-ln2/2, ln2/2]; relative error ~2e-7, and ~0 below -87.
 inline float ExpNonPositive(float x) {
   x = std::max(x, -87.f);
   const float n = std::nearbyint(x * 1.44269504088896341f);
@@ -62,6 +57,76 @@ inline float ExpNonPositive(float x) {
 inline void Scale(float alpha, float* __restrict y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
+}
+
+// out[t] = scale * q . k[t] for t < n (keys are rows of d floats).
+void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d, float scale,
+               float* __restrict out) {
+  int64_t t = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  if (d % 8 == 0) {
+    // Eight keys at a time: eight independent FMA chains hide the FMA latency, and one
+    // transposing reduction turns the eight accumulators into eight scores.
+    for (; t + 8 <= n; t += 8) {
+      __m256 a[8];
+      for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
+      const float* kt = k + t * d;
+      for (int64_t i = 0; i < d; i += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + i);
+        for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kt + j * d + i), a[j]);
+      }
+      const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+      const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+      const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
+                                        _mm256_permute2f128_ps(s0123, s4567, 0x31));
+      _mm256_storeu_ps(out + t, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+    }
+  }
+#endif
+  for (; t < n; ++t) {
+    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < d; ++i) s += q[i] * k[t * d + i];
+    out[t] = s * scale;
+  }
+}
+
+// acc0 += sum_t p0[t] v[t] and acc1 += sum_t p1[t] v[t], t < n: two rows share each V load.
+void ProbsValues(const float* __restrict p0, const float* __restrict p1, const float* __restrict v, int64_t n,
+                 int64_t d, float* __restrict acc0, float* __restrict acc1) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if (d % 32 == 0) {
+    // Register tile: 2 rows x 32 floats stay in eight accumulators across all n keys.
+    for (int64_t i = 0; i < d; i += 32) {
+      __m256 x0[4], x1[4];
+      for (int j = 0; j < 4; ++j) {
+        x0[j] = _mm256_loadu_ps(acc0 + i + 8 * j);
+        x1[j] = _mm256_loadu_ps(acc1 + i + 8 * j);
+      }
+      for (int64_t t = 0; t < n; ++t) {
+        const __m256 b0 = _mm256_broadcast_ss(p0 + t), b1 = _mm256_broadcast_ss(p1 + t);
+        const float* vt = v + t * d + i;
+        for (int j = 0; j < 4; ++j) {
+          const __m256 vv = _mm256_loadu_ps(vt + 8 * j);
+          x0[j] = _mm256_fmadd_ps(b0, vv, x0[j]);
+          x1[j] = _mm256_fmadd_ps(b1, vv, x1[j]);
+        }
+      }
+      for (int j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(acc0 + i + 8 * j, x0[j]);
+        _mm256_storeu_ps(acc1 + i + 8 * j, x1[j]);
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t t = 0; t < n; ++t) {
+#pragma omp simd
+    for (int64_t i = 0; i < d; ++i) {
+      acc0[i] += p0[t] * v[t * d + i];
+      acc1[i] += p1[t] * v[t * d + i];
+    }
+  }
 }
 
 std::vector<WorkItem> PlanItems(const int32_t* qsl, int64_t num_seqs, int64_t num_kv_heads) {
@@ -85,7 +150,7 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   const int64_t seq_len = seq_lens[w.seq], q_len = qsl[w.seq + 1] - qsl[w.seq];
   const int64_t rows = (w.q_end - w.q_begin) * group;
   std::vector<float> acc(rows * d, 0.f), m(rows, -std::numeric_limits<float>::infinity()),
-      l(rows, 0.f), scores(rows * bs);
+      l(rows, 0.f), scores(rows * bs), spare(d);
   std::vector<const float*> q(rows);
   std::vector<int64_t> last(rows);  // last key position each row may see
   for (int64_t r = 0; r < rows; ++r) {
@@ -101,16 +166,15 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
     const int64_t off = table[blk] * block_stride + w.kv_head * head_stride;
     const float* kb = k_cache + off;
     const float* vb = v_cache + off;
+    int64_t n_max = 0;  // keys of this block the furthest row sees
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t n = std::min<int64_t>(bs, last[r] - start + 1);
-      if (n <= 0) continue;
+      const int64_t n = std::max<int64_t>(0, std::min<int64_t>(bs, last[r] - start + 1));
+      n_max = std::max(n_max, n);
       float* sc = scores.data() + r * bs;
-      float block_max = -std::numeric_limits<float>::infinity();
-      for (int64_t t = 0; t < n; ++t) {
-        sc[t] = Dot(q[r], kb + t * d, d) * scale;
-        block_max = std::max(block_max, sc[t]);
-      }
-      const float new_m = std::max(m[r], block_max);
+      std::fill(sc + n, sc + bs, 0.f);  // masked keys weigh nothing in the P.V pass
+      if (n == 0) continue;
+      QueryKeys(q[r], kb, n, d, scale, sc);
+      const float new_m = std::max(m[r], *std::max_element(sc, sc + n));
       const float correction = std::exp(m[r] - new_m);  // exp(-inf) = 0 on the first block
       float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
@@ -118,11 +182,14 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
         sc[t] = ExpNonPositive(sc[t] - new_m);
         sum += sc[t];
       }
-      float* a = acc.data() + r * d;
-      if (correction != 1.f) Scale(correction, a, d);
-      for (int64_t t = 0; t < n; ++t) Axpy(sc[t], vb + t * d, a, d);
+      if (correction != 1.f) Scale(correction, acc.data() + r * d, d);
       l[r] = l[r] * correction + sum;
       m[r] = new_m;
+    }
+    for (int64_t r = 0; r < rows; r += 2) {
+      const int64_t r1 = std::min(r + 1, rows - 1);  // an odd last row pairs with itself
+      float* a1 = r1 == r ? spare.data() : acc.data() + r1 * d;
+      ProbsValues(scores.data() + r * bs, scores.data() + r1 * bs, vb, n_max, d, acc.data() + r * d, a1);
     }
   }
   for (int64_t r = 0; r < rows; ++r) {
@@ -130,6 +197,22 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
     float* o = out + ((qsl[w.seq] + j) * s.num_heads + h) * d;
     const float inv = 1.f / l[r];
     for (int64_t i = 0; i < d; ++i) o[i] = acc[r * d + i] * inv;
+  }
+}
+
+// Bad host arrays would make the kernel read outside the cache: reject them, saying where.
+void CheckBatch(const int32_t* qsl, const int32_t* lens, const int32_t* tables, int64_t num_seqs,
+                int64_t num_tokens, int64_t num_blocks, const Shapes& s) {
+  PD_CHECK(qsl[0] == 0 && qsl[num_seqs] == num_tokens, "query_start_loc must run from 0 to ", num_tokens);
+  for (int64_t b = 0; b < num_seqs; ++b) {
+    const int64_t q_len = qsl[b + 1] - qsl[b], nb = (lens[b] + s.block_size - 1) / s.block_size;
+    PD_CHECK(q_len >= 1 && q_len <= lens[b], "sequence ", b, ": ", q_len, " queries for a context of ", lens[b]);
+    PD_CHECK(nb <= s.max_blocks, "sequence ", b, ": context ", lens[b], " needs ", nb, " blocks, table has ",
+             s.max_blocks);
+    for (int64_t i = 0; i < nb; ++i) {
+      const int32_t id = tables[b * s.max_blocks + i];
+      PD_CHECK(id >= 0 && id < num_blocks, "sequence ", b, ": block id ", id, " outside the cache of ", num_blocks);
+    }
   }
 }
 
@@ -150,16 +233,22 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& query, const pa
   const Shapes s{qs[1], cs[1], cs[2], cs[3], block_tables.shape()[1]};
   const int64_t num_seqs = seq_lens.shape()[0];
   auto out = paddle::empty(qs, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  PD_CHECK(query_start_loc.shape()[0] == num_seqs + 1 && block_tables.shape()[0] == num_seqs,
+           "query_start_loc [B+1], seq_lens [B] and block_tables [B, M] disagree on B");
   const int32_t* qsl = query_start_loc.data<int32_t>();
+  const int32_t* lens = seq_lens.data<int32_t>();
+  const int32_t* tables = block_tables.data<int32_t>();
+  CheckBatch(qsl, lens, tables, num_seqs, qs[0], cs[0], s);
   const std::vector<WorkItem> items = PlanItems(qsl, num_seqs, s.num_kv_heads);
   const float* q = query.data<float>();
   const float* kc = key_cache.data<float>();
   const float* vc = value_cache.data<float>();
-  const int32_t* lens = seq_lens.data<int32_t>();
-  const int32_t* tables = block_tables.data<int32_t>();
   float* o = out.data<float>();
   const int64_t n = static_cast<int64_t>(items.size());
-#pragma omp parallel for schedule(dynamic, 1)
+  int64_t work = 0;  // multiply-adds: rows x keys x head_dim x 2 (QK and PV)
+  for (const WorkItem& w : items) work += (w.q_end - w.q_begin) * (s.num_heads / s.num_kv_heads) * lens[w.seq];
+  work *= 2 * s.head_dim;
+#pragma omp parallel for schedule(dynamic, 1) if (work > kParallelWork)
   for (int64_t i = 0; i < n; ++i) AttendItem(items[i], q, kc, vc, qsl, lens, tables, s, scale, o);
   return {out};
 }

@@ -118,3 +118,11 @@ def test_write_kv_rejects_a_slot_outside_the_cache(backends):
     with pytest.raises(Exception, match="outside the cache"):
         fast.write_kv(kc, vc, kv, kv, np.array([8], np.int64))
     assert float(kc.abs().sum()) == 0.0
+
+
+def test_attention_rejects_a_block_id_outside_the_cache(backends):
+    fast, _ = backends
+    query, k_cache, v_cache, qsl, lens, tables = make_batch([(20, 1), (9, 9)], 4, 2, 8, 4, 8)
+    tables[1, 0] = k_cache.shape[0]
+    with pytest.raises(Exception, match="sequence 1: block id"):
+        attend(fast, query, k_cache, v_cache, qsl, lens, tables, 1.0)
