@@ -1,8 +1,10 @@
-"""Tokenizer and chat template from a model directory (sentencepiece + tokenizer_config.json).
+"""Tokenizer and chat template from a model directory (tokenizer.model or tokenizer.json,
+plus tokenizer_config.json).
 
 Token ids equal paddleformers' `Ernie4_5Tokenizer` (a Llama-style sentencepiece tokenizer):
 special and added tokens written literally in the text are matched first, the text between
-them goes through sentencepiece. The chat template is rendered with the same Jinja setup as
+them goes through sentencepiece (or, for models that ship only a tokenizer.json, such as
+Qwen2, through the Hugging Face `tokenizers` library). The chat template is rendered with the same Jinja setup as
 Hugging Face (sandboxed, trim_blocks/lstrip_blocks, raise_exception, tojson, strftime_now).
 """
 
@@ -62,10 +64,53 @@ def _tojson(x: Any, ensure_ascii=False, indent=None, separators=None, sort_keys=
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
+class _SentencePiece:
+    def __init__(self, path: Path):
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+
+    def vocab(self) -> dict[str, int]:
+        return {self.sp.id_to_piece(i): i for i in range(self.sp.get_piece_size())}
+
+    def added_tokens(self) -> dict[str, int]:
+        return {}
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode(ids)
+
+    def is_control(self, token_id: int) -> bool:
+        """Control pieces (<s>, </s>) decode to nothing in sentencepiece."""
+        return token_id < self.sp.get_piece_size() and self.sp.is_control(token_id)
+
+
+class _HFTokenizers:
+    def __init__(self, path: Path):
+        import tokenizers
+
+        self.tk = tokenizers.Tokenizer.from_file(str(path))
+
+    def vocab(self) -> dict[str, int]:
+        return self.tk.get_vocab(with_added_tokens=True)
+
+    def added_tokens(self) -> dict[str, int]:
+        return {t.content: i for i, t in self.tk.get_added_tokens_decoder().items()}
+
+    def encode(self, text: str) -> list[int]:
+        return self.tk.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tk.decode(ids, skip_special_tokens=False)
+
+    def is_control(self, token_id: int) -> bool:
+        return False
+
+
 class Tokenizer:
-    def __init__(self, sp: spm.SentencePieceProcessor, config: dict[str, Any], added: dict[str, int],
-                 eos_token_ids: list[int]):
-        self.sp = sp
+    def __init__(self, backend: "_SentencePiece | _HFTokenizers", config: dict[str, Any],
+                 added: dict[str, int], eos_token_ids: list[int]):
+        self.backend = backend
         self.chat_template = _pick_template(config.get("chat_template"))
         self.special_tokens_map = {k: _token_str(config.get(k)) for k in _SPECIAL_KEYS if _token_str(config.get(k))}
         for key, value in config.items():  # ERNIE's extra named tokens (sys_start_token, ...)
@@ -73,7 +118,8 @@ class Tokenizer:
                 self.special_tokens_map[key] = _token_str(value)
         extra = [t for t in (_token_str(x) for x in config.get("additional_special_tokens") or []) if t]
         self.additional_special_tokens = extra
-        self.vocab: dict[str, int] = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())} | added
+        added = backend.added_tokens() | added
+        self.vocab: dict[str, int] = backend.vocab() | added
         specials = [*self.special_tokens_map.values(), *extra]
         self.all_special_ids = sorted({self.vocab[t] for t in specials if t in self.vocab})
         literal = sorted({*specials, *added} & self.vocab.keys(), key=len, reverse=True)
@@ -88,18 +134,22 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path) -> "Tokenizer":
         model_dir = Path(model_dir)
-        sp_path = model_dir / "tokenizer.model"
-        if not sp_path.exists():
-            raise TokenizerError(f"{model_dir}: tokenizer.model is missing (a sentencepiece model is required)")
-        sp = spm.SentencePieceProcessor(model_file=str(sp_path))
+        if (model_dir / "tokenizer.model").exists():  # ERNIE, Llama 2: what paddleformers uses
+            backend: _SentencePiece | _HFTokenizers = _SentencePiece(model_dir / "tokenizer.model")
+        elif (model_dir / "tokenizer.json").exists():
+            backend = _HFTokenizers(model_dir / "tokenizer.json")
+        else:
+            raise TokenizerError(f"{model_dir}: neither tokenizer.model nor tokenizer.json is present")
         config = _read_json(model_dir / "special_tokens_map.json") | _read_json(model_dir / "tokenizer_config.json")
         added = {k: int(v) for k, v in _read_json(model_dir / "added_tokens.json").items()}
+        for token_id, token in (config.get("added_tokens_decoder") or {}).items():
+            added[token["content"]] = int(token_id)
         jinja_file = model_dir / "chat_template.jinja"  # newer HF layout: the template on its own
         if not config.get("chat_template") and jinja_file.exists():
             config["chat_template"] = jinja_file.read_text(encoding="utf-8")
         eos = _as_list(_read_json(model_dir / "generation_config.json").get("eos_token_id"))
         eos += _as_list(_read_json(model_dir / "config.json").get("eos_token_id"))
-        return cls(sp, config, added, eos)
+        return cls(backend, config, added, eos)
 
     @property
     def eos_token_id(self) -> int | None:
@@ -116,7 +166,7 @@ class Tokenizer:
             if i % 2:  # a literal special/added token
                 ids.append(self.vocab[chunk])
             elif chunk:
-                ids.extend(self.sp.encode(chunk))
+                ids.extend(self.backend.encode(chunk))
         if add_special_tokens:
             ids = [self.bos_token_id] * (self.add_bos_token and self.bos_token_id is not None) + ids
             ids += [self.eos_token_id] * (self.add_eos_token and self.eos_token_id is not None)
@@ -130,11 +180,11 @@ class Tokenizer:
             if i in skip or i not in self._id_to_token:
                 continue  # ids past the tokenizer (padded embedding rows) have no text
             if i in self._literal_ids:  # sentencepiece would drop control pieces such as </s>
-                out.append(self.sp.decode(run) + self._id_to_token[i])
+                out.append(self._decode_run(run) + self._id_to_token[i])
                 run = []
             else:
                 run.append(i)
-        out.append(self.sp.decode(run))
+        out.append(self._decode_run(run))
         return "".join(out)
 
     @cached_property
@@ -144,8 +194,11 @@ class Tokenizer:
     @cached_property
     def _literal_ids(self) -> frozenset[int]:
         return frozenset(self.all_special_ids) | frozenset(
-            i for i in self._id_to_token if self.sp.is_control(i) if i < self.sp.get_piece_size()
+            i for i in self._id_to_token if self.backend.is_control(i)
         )
+
+    def _decode_run(self, ids: list[int]) -> str:
+        return self.backend.decode(ids) if ids else ""
 
     def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                             chat_template: str | None = None, **chat_template_kwargs: Any) -> str:

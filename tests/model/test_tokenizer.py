@@ -103,5 +103,24 @@ def test_template_features_and_errors(tiny_model, tmp_path):
     (broken / "tokenizer_config.json").write_text(json.dumps(cfg))
     assert Tokenizer.from_pretrained(broken).apply_chat_template(MESSAGES) == "D"
     (broken / "tokenizer.model").unlink()
-    with pytest.raises(TokenizerError, match="tokenizer.model is missing"):
+    with pytest.raises(TokenizerError, match="neither tokenizer.model nor tokenizer.json"):
         Tokenizer.from_pretrained(broken)
+
+
+def test_tokenizer_json_only_directory(pair, tiny_model, tmp_path):
+    """Models that ship only tokenizer.json (Qwen2, Llama 3) go through HF `tokenizers`;
+    the file here is paddleformers' own export of the same tokenizer."""
+    ours, ref = pair
+    json_only = tmp_path / "json_only"
+    shutil.copytree(tiny_model, json_only)
+    ref.backend_tokenizer.save(str(json_only / "tokenizer.json"))
+    (json_only / "tokenizer.model").unlink()
+    tok = Tokenizer.from_pretrained(json_only)
+    assert type(tok.backend).__name__ == "_HFTokenizers"
+    for text in TEXTS + random_texts(40):
+        ids = tok.encode(text)
+        assert ids == ours.encode(text), text
+        for skip in (True, False):
+            assert tok.decode(ids, skip_special_tokens=skip) == ours.decode(ids, skip_special_tokens=skip)
+    assert tok.apply_chat_template(MESSAGES) == ours.apply_chat_template(MESSAGES)
+    assert tok.eos_token_ids == ours.eos_token_ids and tok.all_special_ids == ours.all_special_ids
