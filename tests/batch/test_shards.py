@@ -94,7 +94,7 @@ def _wait_for(path: Path, proc) -> None:
 
 
 def _slow_input(path: Path) -> list[str]:
-    lines = [request(f"k{i}", f"Tell me about number {i}", temperature=0, max_tokens=24) for i in range(24)]
+    lines = [request(f"k{i}", f"Tell me about number {i}", temperature=0, max_tokens=24) for i in range(40)]
     path.write_text("\n".join(lines) + "\n")
     return lines
 
@@ -115,12 +115,13 @@ def test_run_batch_killed_resumes_to_identical_output(tmp_path, tiny_model):
     _wait_for(ckpt / "part-0001.json", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
     assert not (tmp_path / "got.jsonl").exists()  # nothing published by the killed run
     done = len(list(ckpt.glob("part-*.json")))
     assert worker_cli(*args) == 0
     assert (tmp_path / "got.jsonl").read_bytes() == (tmp_path / "want.jsonl").read_bytes()
     ids = [x["custom_id"] for x in read_jsonl(tmp_path / "got.jsonl")]
-    assert ids == [f"k{i}" for i in range(24)]
+    assert ids == [f"k{i}" for i in range(40)]
     assert json.loads((tmp_path / "s.json").read_text())["resumed_lines"] == 2 * done > 0
 
 
@@ -141,11 +142,14 @@ def test_run_shard_killed_redoes_at_most_one_chunk(tmp_path, tiny_model):
     _wait_for(shard / "part-0002.json", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {p.name: os.stat(p).st_ino for p in shard.glob("part-*")}
+    assert proc.returncode == -signal.SIGKILL  # killed mid-shard, not finished
+    # a chunk is complete once its metadata exists (written after the chunk itself)
+    complete = [m.with_suffix(".jsonl") for m in shard.glob("part-*.json")] + list(shard.glob("part-*.json"))
+    before = {p.name: os.stat(p).st_ino for p in complete}
     assert worker_cli(*args) == 0
     after = {p.name: os.stat(p).st_ino for p in shard.glob("part-*")}
     kept = [name for name, ino in before.items() if after.get(name) == ino]
     assert sorted(kept) == sorted(before)  # every completed chunk was kept, not redone
     assert not list(shard.glob(".*.tmp"))  # the killed chunk's temp file was discarded
     summary = json.loads((tmp_path / "term").read_bytes())
-    assert summary["requests"] == 24 and summary["resumed_lines"] == len(before) // 2 * 2
+    assert summary["requests"] == 40 and summary["resumed_lines"] == len(before) // 2 * 2
