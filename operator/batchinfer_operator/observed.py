@@ -3,7 +3,7 @@
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from batchinfer_operator.names import ANNOTATION_COMPLETION_INDEX, LABEL_ROLE, LABEL_RUN
 from batchinfer_operator.pod_template import CONTAINER_NAME
@@ -11,19 +11,19 @@ from batchinfer_operator.pod_template import CONTAINER_NAME
 MAX_REASON_CHARS = 300
 
 
-class RequestSummary(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-
-
 class ShardSummary(BaseModel):
-    """The JSON the worker writes to its termination message (only the fields we sum)."""
+    """The JSON `worker run-shard` writes to its termination message (worker.batch.summary);
+    only the fields the status sums."""
 
     model_config = ConfigDict(extra="ignore")
-    shard: int
-    requests: RequestSummary
+    requests: int = Field(ge=0, description="input lines of the shard = output lines")
+    served: int = Field(ge=0)
+    failed: dict[str, int] = Field(default_factory=dict, description="error lines by error code")
+    shard_index: int | None = None
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

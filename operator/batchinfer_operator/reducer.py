@@ -60,9 +60,9 @@ def _request_counts(obs: Observed, prior: RequestCounts | None) -> RequestCounts
             latest[index] = (stamp, summary)
     counts = RequestCounts(shards_reported=len(latest))
     for _, summary in latest.values():
-        counts.total += summary.requests.total
-        counts.completed += summary.requests.completed
-        counts.failed += summary.requests.failed
+        counts.total += summary.requests
+        counts.completed += summary.served
+        counts.failed += summary.failed_total
     # Finished pods may be garbage-collected: never report fewer shards than before.
     if prior is not None and prior.shards_reported > counts.shards_reported:
         return prior

@@ -33,6 +33,7 @@ class EngineSpec(SpecModel):
     tensor_parallel_size: int | None = Field(None, ge=1)
     enable_prefix_caching: bool | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    num_gpu_blocks_override: int | None = Field(None, ge=1, description="KV-cache blocks instead of sizing from memory")
 
 
 class ResourceRequirements(SpecModel):

@@ -23,6 +23,7 @@ ENGINE_FLAGS = {
     "block_size": "--block-size",
     "tensor_parallel_size": "--tensor-parallel-size",
     "dtype": "--dtype",
+    "num_gpu_blocks_override": "--num-gpu-blocks-override",
 }
 FLAG_PREFIX_CACHING = ("--enable-prefix-caching", "--no-enable-prefix-caching")
 # The shard index comes from the Job controller, not from a flag.

@@ -23,6 +23,14 @@ def worker_has(command: str) -> bool:
     return command in result.stdout
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled tiny model, written by a subprocess: paddle stays out of this process."""
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    subprocess.run([f"{VENV_BIN}/worker", "make-tiny-model", str(out)], check=True, capture_output=True)
+    return out
+
+
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeAPI]:
     with KubeAPI() as api:

@@ -2,6 +2,7 @@
 plus the few things a real API server does that kmock leaves to us (uid, creationTimestamp)."""
 
 import asyncio
+import itertools
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -32,6 +33,34 @@ def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+class Emulator(kmock.KubernetesEmulator):
+    """kmock's emulator plus what every API server does and kmock does not: a fresh
+    resourceVersion on every write (kopf relies on it to tell its own patches apart),
+    names from generateName (kopf's Events), uid and creationTimestamp on creation."""
+
+    _versions = itertools.count(1)
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if request.resource is not None and isinstance(request.data, dict | list):
+            self._stamp(request)
+        return await super()._handle(request)
+
+    def _stamp(self, request: kmock.Request) -> None:
+        version = str(next(self._versions))
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", utc_now())
+            meta["resourceVersion"] = version
+        elif request.action == kmock.action.UPDATE:
+            if isinstance(request.data, dict):
+                request.data.setdefault("metadata", {})["resourceVersion"] = version
+            else:
+                request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+
+
 class KubeAPI:
     """Start with `with KubeAPI() as api:`; `api.url` is the API server, `api.kubeconfig(dir)`."""
 
@@ -51,7 +80,7 @@ class KubeAPI:
         self.thread.join(10)
 
     async def _start(self) -> None:
-        self.emulator = kmock.KubernetesEmulator()
+        self.emulator = Emulator()
         await self.emulator.__aenter__()
         self.server = kmock.Server(self.emulator)
         await self.server.__aenter__()
@@ -91,13 +120,7 @@ class KubeAPI:
         return response.json()
 
     def create(self, collection: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """POST with what the API server would fill in: uid, creationTimestamp, generation, resourceVersion."""
-        meta = obj.setdefault("metadata", {})
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", utc_now())
-        meta.setdefault("generation", 1)
-        # kmock keeps no resource versions; kopf's JSON patches test for one, so a fixed one.
-        meta.setdefault("resourceVersion", "1")
+        obj.setdefault("metadata", {}).setdefault("generation", 1)
         return self.request("POST", collection, obj)
 
     def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

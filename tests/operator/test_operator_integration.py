@@ -10,6 +10,8 @@ from tests.operator.job_controller import JobController
 from tests.operator.kube_api import KubeAPI
 
 pytestmark = pytest.mark.timeout(300)
+# Passed to the pods through spec.worker.env, as a user would.
+FAST_RETRIES = {"env": [{"name": "BATCHINFER_RETRY_BASE_SECONDS", "value": "0.01"}]}
 
 
 def cr(name: str, **spec: Any) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def test_shard_that_keeps_failing_ends_failed_naming_it(
 ) -> None:
     spec = dict(model="/models/m", input={"url": http_server.url("missing.jsonl")},
                 output={"url": http_server.url("out.jsonl")}, staging={"url": "s3://staging/runs"},
-                shards=2, retries={"perShard": 1})
+                shards=2, retries={"perShard": 1}, worker=FAST_RETRIES)
     with running_operator():
         kube.create(CR_PATH, cr("doomed", **spec))
         status = wait_phase(kube, "doomed", {"Failed"})
@@ -72,7 +74,7 @@ def test_restarted_operator_finishes_without_a_second_job(
 ) -> None:
     spec = dict(model="/models/m", input={"url": http_server.url("missing.jsonl")},
                 output={"url": http_server.url("out.jsonl")}, staging={"url": "s3://staging/runs"},
-                shards=3, parallelism=2, retries={"perShard": 0})
+                shards=3, parallelism=2, retries={"perShard": 0}, worker=FAST_RETRIES)
     controller.paused.set()  # nothing runs while the first operator is up
     with running_operator():
         kube.create(CR_PATH, cr("restart", **spec))
