@@ -77,11 +77,11 @@ def test_gather_refuses_unfinished_shards(batch, tiny_model, tmp_path, capsys):
 
 def test_shard_index_from_job_completion_index(batch, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    monkeypatch.setenv("BATCHINFER_TERMINATION_LOG", str(tmp_path / "t"))  # as the operator's pods
     staging = tmp_path / "staging"
     assert worker_cli("run-shard", "--input", batch / "in.jsonl", "--staging", staging, "--num-shards", 2,
-                      "--model", tiny_model, "--termination-message-path", tmp_path / "t", *ENGINE_FLAGS,
-                      *FIXED) == 0
-    assert (staging / "shards" / "00001" / "summary.json").exists()
+                      "--model", tiny_model, *ENGINE_FLAGS, *FIXED) == 0
+    assert (staging / "shards" / "00001" / "summary.json").read_bytes() == (tmp_path / "t").read_bytes()
     assert not (staging / "shards" / "00000").exists()
 
 
