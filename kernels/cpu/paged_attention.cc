@@ -54,6 +54,11 @@ inline float ExpNonPositive(float x) {
   return p * scale;
 }
 
+// Ask for n floats into L2 (64-byte lines) without waiting for them.
+inline void Prefetch(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
+}
+
 inline void Scale(float alpha, float* __restrict y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
@@ -166,6 +171,11 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
     const int64_t off = table[blk] * block_stride + w.kv_head * head_stride;
     const float* kb = k_cache + off;
     const float* vb = v_cache + off;
+    if ((blk + 1) * bs <= max_last) {  // blocks are scattered: start the next one's loads early
+      const int64_t next = table[blk + 1] * block_stride + w.kv_head * head_stride;
+      Prefetch(k_cache + next, head_stride);
+      Prefetch(v_cache + next, head_stride);
+    }
     int64_t n_max = 0;  // keys of this block the furthest row sees
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t n = std::max<int64_t>(0, std::min<int64_t>(bs, last[r] - start + 1));

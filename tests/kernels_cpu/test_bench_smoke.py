@@ -33,6 +33,7 @@ def test_header_names_command_machine_and_limits(report):
     assert re.search(r"machine: .+, \d+ cores", report)
     assert re.search(r"matmul 256x256 = [\d.]+ GFLOP/s", report)
     assert re.search(r"copy bandwidth = [\d.]+ GB/s", report)
+    assert re.search(r"identical to paddleformers. on \d of 2 baseline prompts", report)
 
 
 def test_every_workload_row_is_present_with_positive_figures(report):

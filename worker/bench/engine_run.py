@@ -16,7 +16,10 @@ from worker.bench.workloads import Workload
 from worker.engine.engine_args import EngineArgs
 from worker.engine.input_batch import InputBatch
 from worker.engine.llm_engine import LLMEngine
+from worker.logs import get_logger
 from worker.sampling_params import SamplingParams
+
+log = get_logger(__name__)
 
 
 class WorkloadResult(BaseModel):
@@ -98,6 +101,7 @@ def run_workload(engine: LLMEngine, recorder: StepRecorder, workload: Workload) 
         finished.update((out.request_id, out) for out in outputs)
     seconds = time.perf_counter() - start
     ordered = [finished[f"{tag}-{i}"] for i in range(len(prompts))]
+    log.info("workload done", workload=workload.name, seconds=round(seconds, 2), steps=len(step_s))
     # Full decode steps: every request in flight, one token each.
     full = [i for i, (t, s) in enumerate(zip(recorder.tokens, recorder.seqs)) if t == s == len(prompts)]
     return WorkloadResult(

@@ -63,6 +63,21 @@ def targets(r: BenchReport) -> list[Target]:
     ]
 
 
+METHOD = [
+    "## Method", "",
+    "- Workloads: random-token prompts, greedy, EOS ignored; seconds are end-to-end wall time from "
+    "queuing the requests to the last output (model loaded and warmed up before).",
+    "- Model FLOPs: 2 x decoder weights x tokens computed + 2 x LM-head weights x sampled rows + "
+    "attention (4 x head_dim x query heads x visible keys per layer); prefix-cache hits are not computed, "
+    "so they do not count. paddleformers is credited with the same FLOPs for the same work.",
+    "- ms/decode step: mean engine.step() wall time over steps that decode every request (host time, "
+    "i.e. without the model forward, in brackets).",
+    "- Matmul peak, copy bandwidth and the attention kernels: best of the repeats after a warm-up; "
+    "copy bandwidth counts bytes read plus bytes written (STREAM), one thread or one per core, whichever is faster.",
+    "",
+]
+
+
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:,.{digits}f}"
 
@@ -96,8 +111,18 @@ def target_table(r: BenchReport) -> list[str]:
     return rows
 
 
+def baseline_agreement(r: BenchReport) -> str | None:
+    """Same greedy tokens as paddleformers on the baseline prompts: a correctness check."""
+    ours, theirs = r.result("baseline"), r.result("baseline", "paddleformers")
+    if ours is None or theirs is None:
+        return None
+    same = sum(a == b for a, b in zip(ours.output_token_ids, theirs.output_token_ids))
+    return f"- greedy output tokens identical to paddleformers' on {same} of {len(theirs.output_token_ids)} baseline prompts"
+
+
 def render(r: BenchReport) -> str:
     i, lim = r.info, r.limits
+    agreement = baseline_agreement(r)
     lines = [
         "# Benchmark results" + (" (--quick: smoke-test shapes, not comparable)" if r.quick else ""), "",
         f"- command: `{r.command}`",
@@ -106,7 +131,8 @@ def render(r: BenchReport) -> str:
         f"- date: {i.date}; bench wall time {r.total_seconds / 60:.1f} min",
         f"- same-run limits: fp32 paddle.matmul {lim.matmul_size}x{lim.matmul_size} = {lim.matmul_gflops:.1f} GFLOP/s; "
         f"copy bandwidth = {lim.copy_gbps:.1f} GB/s (read + write, {lim.copy_bytes >> 20} MiB array)",
+        *([agreement] if agreement else []),
         "", "## Workloads", "", *workload_table(r), "", "## Attention kernel (decode)", "", *kernel_table(r),
-        "", "## Targets (issue 6)", "", *target_table(r), "",
+        "", "## Targets (issue 6)", "", *target_table(r), "", *METHOD,
     ]
     return "\n".join(lines)
