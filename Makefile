@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 $(TINY_MODEL)/config.json: $(STAMP)
 	$(BIN)/worker make-tiny-model $(TINY_MODEL)
 
+DEMO_OUTPUT := .cache/demo_output.jsonl
+
+# The bundled example through `worker run-batch` (the output file is shown), then the offline API.
 demo: $(STAMP) $(TINY_MODEL)/config.json
+	rm -f $(DEMO_OUTPUT)
+	$(BIN)/worker run-batch -i examples/batch_input.jsonl -o $(DEMO_OUTPUT) --model $(TINY_MODEL) --max-model-len 512
+	@echo "--- $(DEMO_OUTPUT)"
+	@cat $(DEMO_OUTPUT)
+	@echo "--- offline API (worker.LLM)"
 	$(BIN)/python examples/offline_demo.py --model $(TINY_MODEL)
 
 test: $(STAMP)
