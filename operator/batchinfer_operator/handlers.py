@@ -1,7 +1,6 @@
 """kopf handlers: thin adapters from kopf's causes to reconcile(); all decisions live elsewhere."""
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -10,7 +9,7 @@ import structlog
 
 from batchinfer_operator import kube, metrics
 from batchinfer_operator.names import GROUP, LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, PLURAL, VERSION
-from batchinfer_operator.reconcile import reconcile
+from batchinfer_operator.reconcile import reconcile_latest
 from batchinfer_operator.settings import OperatorSettings, settings_from_env
 
 log = structlog.get_logger(__name__)
@@ -20,10 +19,6 @@ FINALIZER = f"{GROUP}/finalizer"
 
 def _settings(memo: kopf.Memo) -> OperatorSettings:
     return memo["batchinfer_settings"]
-
-
-def _plain(body: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(body)))
 
 
 def post_event(cr: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -67,8 +62,8 @@ def settings_probe(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def on_run_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    reconcile(_plain(body), _settings(memo), post_event)
+def on_run_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    reconcile_latest(namespace, name, _settings(memo), post_event)
 
 
 async def _resync_forever(settings: OperatorSettings) -> None:
@@ -80,7 +75,10 @@ async def _resync_forever(settings: OperatorSettings) -> None:
         try:
             runs = await asyncio.to_thread(kube.list_crs, settings.namespaces)
             for cr in runs:
-                await asyncio.to_thread(reconcile, cr, settings, post_event)
+                if (cr.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    continue
+                meta = cr["metadata"]
+                await asyncio.to_thread(reconcile_latest, meta["namespace"], meta["name"], settings, post_event)
         except Exception as exc:  # keep resyncing: the next pass may well succeed
             log.warning("resync failed", error=str(exc))
 
@@ -106,6 +104,4 @@ def on_run_deleted(namespace: str, name: str, **_: Any) -> None:
 def on_job_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     """A Job of ours changed: reconcile its run at once instead of waiting for the timer."""
     run_name = body.get("metadata", {}).get("labels", {}).get(LABEL_RUN)
-    cr = kube.read_cr(namespace, run_name)
-    if cr is not None:
-        reconcile(cr, _settings(memo), post_event)
+    reconcile_latest(namespace, run_name, _settings(memo), post_event)

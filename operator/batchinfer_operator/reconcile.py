@@ -1,5 +1,7 @@
 """One reconcile pass of a BatchInference: read, decide (pure), act. Idempotent, level-triggered."""
 
+import threading
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -127,3 +129,19 @@ def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink)
         _announce(cr, old, status, events)
     metrics.observe(f"{ns}/{name}", old.phase if old else None, status)
     return status
+
+
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
+def reconcile_latest(
+    namespace: str, name: str, settings: OperatorSettings, events: EventSink
+) -> BatchInferenceStatus | None:
+    """Reconcile the CR as stored now, one pass at a time per CR: handlers fire concurrently
+    (CR changes, Job events, the resync), and a pass on a stale copy could move status back."""
+    with _locks_guard:
+        lock = _locks[(namespace, name)]
+    with lock:
+        cr = kube.read_cr(namespace, name)
+        return None if cr is None else reconcile(cr, settings, events)

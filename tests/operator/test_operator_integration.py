@@ -63,6 +63,8 @@ def test_shard_that_keeps_failing_ends_failed_naming_it(
     with running_operator():
         kube.create(CR_PATH, cr("doomed", **spec))
         status = wait_phase(kube, "doomed", {"Failed"})
+        wait_for("a Failed event", lambda: any(e["reason"] == "Failed" for e in events_for(kube, "doomed")))
+    assert {"JobCreated", "Running", "Failed"} <= {e["reason"] for e in events_for(kube, "doomed")}
     assert status["message"].startswith("shard 0 failed after 2 attempt(s): exit code "), status["message"]
     assert status["shards"]["failed"] >= 1 and status["shards"]["total"] == 2
     assert [j["metadata"]["name"] for j in jobs(kube)] == ["doomed-shards"]  # no gather
@@ -85,3 +87,20 @@ def test_restarted_operator_finishes_without_a_second_job(
         wait_phase(kube, "restart", {"Failed", "Succeeded"})
     created = [b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")]
     assert created.count("restart-shards") == 1
+
+
+def test_suspend_then_resume(kube: KubeAPI, controller: JobController, http_server: Any) -> None:
+    spec = dict(model="/models/m", input={"url": http_server.url("missing.jsonl")},
+                output={"url": http_server.url("out.jsonl")}, staging={"url": "s3://staging/runs"},
+                shards=2, retries={"perShard": 0}, suspend=True, worker=FAST_RETRIES)
+    path = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/paused-shards"
+    with running_operator():
+        kube.create(CR_PATH, cr("paused", **spec))
+        wait_phase(kube, "paused", {"Suspended"})
+        assert kube.get(path)["spec"]["suspend"] is True
+        assert not kube.items(f"/api/v1/namespaces/{NAMESPACE}/pods")  # nothing ran
+        kube.patch(f"{CR_PATH}/paused", {"spec": {"suspend": False}})
+        wait_for("the Job resumed", lambda: kube.get(path)["spec"]["suspend"] is False)
+        status = wait_phase(kube, "paused", {"Failed", "Succeeded"})
+    assert status["message"].startswith("shard 0 failed")
+    assert [b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")] == ["paused-shards"]

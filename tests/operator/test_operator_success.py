@@ -1,6 +1,7 @@
 """The whole run through the real operator: HTTP input from a real server on 127.0.0.1, 3 shards
-(one killed once), staging on S3 (moto, credentials from a Secret), the output PUT back; it must
-equal `worker run-batch` on the whole file, byte for byte."""
+(one killed once), staging on S3 (moto, credentials from a Secret), the operator stopped and
+started again mid-run, the output PUT back; it must equal `worker run-batch` on the whole file,
+byte for byte, with one Job of each kind."""
 
 import base64
 import json
@@ -10,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.operator.conftest import CR_PATH, NAMESPACE, running_operator, worker_has
+from tests.operator.conftest import CR_PATH, NAMESPACE, running_operator, wait_for, worker_has
 from tests.operator.job_controller import VENV_BIN, JobController
 from tests.operator.kube_api import KubeAPI
-from tests.operator.test_operator_integration import cr, events_for, jobs, wait_phase
+from tests.operator.test_operator_integration import cr, events_for, wait_phase
 
 pytestmark = [
     pytest.mark.timeout(600),
@@ -73,9 +74,14 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
         retries={"perShard": 2}, worker={"env": [{"name": "BATCHINFER_RETRY_BASE_SECONDS", "value": "0.01"}]},
     )
     controller.kill_first[("ok-shards", 1)] = 1  # shard 1 fails once (SIGKILL), then succeeds
-    with running_operator():
+    with running_operator():  # stopped mid-run: the Job controller carries on without it
         kube.create(CR_PATH, cr("ok", **spec))
+        wait_for("a finished shard", lambda: controller.states.get("ok-shards") and
+                 controller.states["ok-shards"].completed, timeout=300)
+    with running_operator():
         status = wait_phase(kube, "ok", {"Succeeded", "Failed"}, timeout=500)
+        # Events are posted asynchronously, after the status patch.
+        wait_for("the final Event", lambda: any(e["reason"] == status["phase"] for e in events_for(kube, "ok")))
         reasons = [e["reason"] for e in events_for(kube, "ok")]
     assert status["phase"] == "Succeeded", (status, controller.pod_stderr()[-3000:])
 
@@ -90,5 +96,5 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
     assert status["requestCounts"]["failed"] == sum(summary["failed"].values()) >= 1
     assert status["shards"] == {"total": 3, "succeeded": 3, "failed": 0, "active": 0}
     assert status["shardsDisplay"] == "3/3" and status["completionTime"] and status["startTime"]
-    assert sorted(j["metadata"]["name"] for j in jobs(kube)) == ["ok-gather", "ok-shards"]
+    assert sorted(b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")) == ["ok-gather", "ok-shards"]
     assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(reasons)
