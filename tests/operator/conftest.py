@@ -2,6 +2,7 @@
 by the test, and the real operator under kopf's KopfRunner."""
 
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -47,11 +48,17 @@ def controller(kube: KubeAPI, tmp_path: Path) -> Iterator[JobController]:
     assert not jc.errors, jc.errors
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
-def running_operator() -> Iterator[Any]:
+def running_operator(*extra: str) -> Iterator[Any]:
     from kopf.testing import KopfRunner
 
-    args = ["run", "-m", "batchinfer_operator", "--standalone", "-A", "--verbose"]
+    args = ["run", "-m", "batchinfer_operator", "--standalone", "-A", "--verbose", *extra]
     with KopfRunner(args, timeout=60) as runner:
         yield runner
     assert runner.exception is None, runner.output

@@ -4,8 +4,9 @@ the Job controller and runs every pod's exact command as a local process."""
 from typing import Any
 
 import pytest
+import requests
 
-from tests.operator.conftest import CR_PATH, NAMESPACE, running_operator, wait_for
+from tests.operator.conftest import CR_PATH, NAMESPACE, free_port, running_operator, wait_for
 from tests.operator.job_controller import JobController
 from tests.operator.kube_api import KubeAPI
 
@@ -40,13 +41,21 @@ def events_for(kube: KubeAPI, name: str) -> list[dict[str, Any]]:
             if e.get("involvedObject", {}).get("name") == name]
 
 
-def test_invalid_spec_ends_failed_and_creates_no_job(kube: KubeAPI, controller: JobController) -> None:
+def test_invalid_spec_ends_failed_and_creates_no_job(
+    kube: KubeAPI, controller: JobController, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = dict(model="/models/m", input={"url": "file:///etc/passwd"},
                 output={"url": "s3://bucket/out.jsonl"}, shards=2)
-    with running_operator():
+    metrics_port, live_port = free_port(), free_port()
+    monkeypatch.setenv("BATCHINFER_METRICS_PORT", str(metrics_port))
+    with running_operator(f"--liveness=http://127.0.0.1:{live_port}/healthz"):
         kube.create(CR_PATH, cr("bad", **spec))
         status = wait_phase(kube, "bad", {"Failed"})
         wait_for("a Failed event", lambda: any(e["reason"] == "Failed" for e in events_for(kube, "bad")))
+        health = requests.get(f"http://127.0.0.1:{live_port}/healthz", timeout=10)
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    assert health.status_code == 200 and "settings" in health.json()
+    assert 'batchinfer_runs_finished_total{phase="Failed"}' in metrics
     assert "spec.input.url" in status["message"] and "file://" in status["message"]
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["status"] == "True" and failed["observedGeneration"] == 1
