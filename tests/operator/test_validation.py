@@ -91,3 +91,11 @@ def test_the_operator_never_imports_paddle_or_numpy() -> None:
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_entry_point_refuses_bad_settings_before_starting() -> None:
+    import os
+
+    env = dict(os.environ, BATCHINFER_RUN_AS_USER="0")
+    result = subprocess.run([sys.executable, "-m", "batchinfer_operator"], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "run_as_user" in result.stderr
