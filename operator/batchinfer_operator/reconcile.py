@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import kopf
 import structlog
 
 from batchinfer_operator import jobs, kube, metrics
@@ -59,6 +60,9 @@ def _desired_suspend(spec: BatchInferenceSpec, job: dict[str, Any]) -> bool | No
 
 
 def _ensure(job: dict[str, Any], cr: dict[str, Any], events: EventSink) -> dict[str, Any]:
+    # The builder already names the owner; adopt() adds the CR's own labels and is a no-op
+    # for the owner reference it finds in place.
+    kopf.adopt(job, owner=cr)
     existing, created = kube.ensure_job(job)
     if created:
         name = job["metadata"]["name"]

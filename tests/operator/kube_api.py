@@ -129,3 +129,18 @@ class KubeAPI:
     def creations(self, resource: str) -> list[dict[str, Any]]:
         """Bodies of every CREATE request the emulator served for a resource ("batch/v1/jobs")."""
         return [r.data for r in self.emulator[kmock.action.CREATE, kmock.resource(resource)]]
+
+    def operator_calls(self) -> set[tuple[str, str, str]]:
+        """(verb, apiGroup, resource[/subresource]) of every API call not made by the test itself."""
+        verbs = {"list": "list", "watch": "watch", "fetch": "get", "create": "create", "delete": "delete"}
+        calls = set()
+        for request in self.emulator:
+            if "python-requests" in request.headers.get("User-Agent", "") or request.action is None:
+                continue
+            if request.resource is None or not request.resource.plural:
+                continue  # discovery
+            action = str(request.action.value).lower()
+            verb = verbs.get(action) or ("patch" if str(request.method.value).upper() == "PATCH" else "update")
+            plural = request.resource.plural + (f"/{request.subresource}" if request.subresource else "")
+            calls.add((verb, request.resource.group or "", plural))
+        return calls

@@ -9,6 +9,7 @@ import requests
 from tests.operator.conftest import CR_PATH, NAMESPACE, free_port, running_operator, wait_for
 from tests.operator.job_controller import JobController
 from tests.operator.kube_api import KubeAPI
+from tests.operator.rbac import denied
 
 pytestmark = pytest.mark.timeout(300)
 # Passed to the pods through spec.worker.env, as a user would.
@@ -113,3 +114,6 @@ def test_suspend_then_resume(kube: KubeAPI, controller: JobController, http_serv
         status = wait_phase(kube, "paused", {"Failed", "Succeeded"})
     assert status["message"].startswith("shard 0 failed")
     assert [b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")] == ["paused-shards"]
+    calls = kube.operator_calls()
+    assert ("patch", "batch", "jobs") in calls and ("patch", "batchinfer.io", "batchinferences/status") in calls
+    assert denied(calls) == set()  # least privilege: the shipped RBAC suffices

@@ -14,6 +14,7 @@ import pytest
 from tests.operator.conftest import CR_PATH, NAMESPACE, running_operator, wait_for, worker_has
 from tests.operator.job_controller import VENV_BIN, JobController
 from tests.operator.kube_api import KubeAPI
+from tests.operator.rbac import denied
 from tests.operator.test_operator_integration import cr, events_for, wait_phase
 
 pytestmark = [
@@ -98,3 +99,4 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
     assert status["shardsDisplay"] == "3/3" and status["completionTime"] and status["startTime"]
     assert sorted(b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")) == ["ok-gather", "ok-shards"]
     assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(reasons)
+    assert denied(kube.operator_calls()) == set()  # least privilege: the shipped RBAC suffices
