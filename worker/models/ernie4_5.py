@@ -31,7 +31,8 @@ class AttentionInputs:
 
 def rms_norm(x, weight, eps: float):
     # Same op order as paddleformers' RMSNorm with fuse_rms_norm=False (float32 statistics).
-    variance = x.astype("float32").pow(2).mean(-1, keepdim=True)
+    # square, not pow(2): Paddle's CPU pow is ~10x slower and the result is the same.
+    variance = paddle.square(x.astype("float32")).mean(-1, keepdim=True)
     return (paddle.rsqrt(variance + eps) * x.astype("float32")).astype(x.dtype) * weight
 
 
