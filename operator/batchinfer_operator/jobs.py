@@ -44,8 +44,6 @@ def _job(cr: dict[str, Any], spec: BatchInferenceSpec, name: str, role: str, job
     job_spec["suspend"] = spec.suspend or bool(spec.queue_name)
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -93,4 +91,8 @@ def gather_job(
         "podReplacementPolicy": "Failed",
         "template": template,
     }
+    # Only the gather Job expires: it finishes last. The shards Job must outlive the gather
+    # (it is the record of finished shards); it goes with the CR, through its ownerReference.
+    if spec.ttl_seconds_after_finished is not None:
+        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
     return _job(cr, spec, gather_job_name(cr["metadata"]["name"]), ROLE_GATHER, job_spec)

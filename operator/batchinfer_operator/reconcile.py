@@ -15,7 +15,7 @@ from batchinfer_operator.names import (
     LABEL_RUN, ROLE_GATHER, ROLE_SHARDS, gather_job_name, shards_job_name,
 )
 from batchinfer_operator.observed import belongs_to
-from batchinfer_operator.reducer import Observed, prior_status, reduce_status
+from batchinfer_operator.reducer import Observed, prior_status, reduce_status, shards_were_done
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import BatchInferenceStatus, Phase
@@ -83,7 +83,10 @@ def _sync_suspend(spec: BatchInferenceSpec, job: dict[str, Any] | None) -> None:
 def _observe(cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues, settings: OperatorSettings,
              events: EventSink) -> Observed:
     ns, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
-    shards = kube.read_job(ns, shards_job_name(name)) or _ensure(jobs.shards_job(cr, spec, run, settings), cr, events)
+    shards = kube.read_job(ns, shards_job_name(name))
+    if shards is None and not shards_were_done(prior_status(cr)):
+        # Never recreated once all shards were done: that would run the whole batch again.
+        shards = _ensure(jobs.shards_job(cr, spec, run, settings), cr, events)
     gather = kube.read_job(ns, gather_job_name(name))
     _sync_suspend(spec, shards)
     _sync_suspend(spec, gather)
@@ -117,7 +120,7 @@ def _announce(cr: dict[str, Any], old: BatchInferenceStatus | None, new: BatchIn
         return
     kind = "Warning" if new.phase is Phase.FAILED else "Normal"
     events(cr, kind, new.phase.value, new.message)
-    log.info("phase changed", run=f"{cr['metadata']['namespace']}/{cr['metadata']['name']}", old=old.phase.value if old else None, new=new.phase.value, why=new.message)
+    log.info("phase changed", old=old.phase.value if old else None, new=new.phase.value, why=new.message)
 
 
 def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:
@@ -146,6 +149,6 @@ def reconcile_latest(
     (CR changes, Job events, the resync), and a pass on a stale copy could move status back."""
     with _locks_guard:
         lock = _locks[(namespace, name)]
-    with lock:
+    with lock, structlog.contextvars.bound_contextvars(run=f"{namespace}/{name}"):
         cr = kube.read_cr(namespace, name)
         return None if cr is None else reconcile(cr, settings, events)

@@ -38,7 +38,14 @@ def prior_status(cr: dict[str, Any]) -> BatchInferenceStatus | None:
         return None
 
 
-def _shard_counts(obs: Observed, total: int) -> ShardCounts:
+def shards_were_done(prior: BatchInferenceStatus | None) -> bool:
+    return prior is not None and prior.shards.total > 0 and prior.shards.succeeded >= prior.shards.total
+
+
+def _shard_counts(obs: Observed, total: int, prior: BatchInferenceStatus | None) -> ShardCounts:
+    if obs.shards_job is None and shards_were_done(prior):
+        assert prior is not None
+        return prior.shards  # the Job is gone (deleted by hand?); its outcome is known
     status = (obs.shards_job or {}).get("status", {})
     succeeded = len(parse_indexes(status.get("completedIndexes"))) or int(status.get("succeeded") or 0)
     return ShardCounts(
@@ -90,14 +97,14 @@ def _gather_failure(obs: Observed) -> str:
     return f"gather Job failed: {cond.get('reason', 'unknown')}: {cond.get('message', '')}".rstrip(": ")
 
 
-def _phase(obs: Observed, shards: ShardCounts) -> tuple[Phase, str]:
+def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | None) -> tuple[Phase, str]:
     spec = obs.spec
     if obs.spec_error is not None or spec is None:
         return Phase.FAILED, f"invalid spec: {obs.spec_error}"
     if job_condition(obs.shards_job, "Failed"):
         return Phase.FAILED, _shards_failure(obs)
     shards_done = job_condition(obs.shards_job, "Complete") is not None or (
-        obs.shards_job is not None and shards.succeeded >= shards.total
+        (obs.shards_job is not None or shards_were_done(prior)) and shards.succeeded >= shards.total
     )
     if shards_done:
         if job_condition(obs.gather_job, "Complete"):
@@ -160,8 +167,8 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
     generation = cr.get("metadata", {}).get("generation")
     raw_total = (cr.get("spec") or {}).get("shards")
     total = obs.spec.shards if obs.spec else (raw_total if isinstance(raw_total, int) else 0)
-    shards = _shard_counts(obs, total)
-    phase, message = _phase(obs, shards)
+    shards = _shard_counts(obs, total, prior)
+    phase, message = _phase(obs, shards, prior)
     started = phase not in (Phase.PENDING,) and obs.spec_error is None
     start_time = (prior.start_time if prior else None) or (
         ((obs.shards_job or {}).get("status", {}).get("startTime") or now) if started else None

@@ -76,7 +76,7 @@ class BatchInferenceSpec(SpecModel):
     worker: WorkerSpec = Field(default_factory=WorkerSpec)
     retries: Retries = Field(default_factory=Retries)
     active_deadline_seconds: int | None = Field(None, ge=1)
-    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, description="of the gather Job only")
     suspend: bool = False
     queue_name: str | None = Field(None, min_length=1, max_length=63)
 

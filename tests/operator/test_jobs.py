@@ -51,7 +51,8 @@ def test_shards_job_carries_every_spec_field() -> None:
     assert spec["podReplacementPolicy"] == "Failed" and spec["suspend"] is True
     assert spec["podFailurePolicy"]["rules"][0] == {
         "action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
-    assert (spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (3600, 60)
+    assert spec["activeDeadlineSeconds"] == 3600
+    assert "ttlSecondsAfterFinished" not in spec  # outlives the gather; goes with the CR
     assert "backoffLimit" not in spec
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {"gpu": "a100"} and pod["tolerations"][0]["key"] == "gpu"
@@ -91,6 +92,7 @@ def test_gather_job_runs_gather_without_gpus() -> None:
         "--num-shards", "4", "--output", "s3://out/results/batch.out.jsonl"]
     assert "nvidia.com/gpu" not in str(container["resources"])
     assert job["spec"]["completions"] == 1 and job["spec"]["backoffLimit"] == 5
+    assert (job["spec"]["ttlSecondsAfterFinished"], job["spec"]["activeDeadlineSeconds"]) == (60, 3600)
     assert "completionMode" not in job["spec"]
 
 

@@ -121,3 +121,21 @@ def test_condition_transition_time_is_kept_while_unchanged() -> None:
     second = reduce(cr, shards_job=job(active=1))
     times = {c.type: c.last_transition_time for c in second.conditions}
     assert times["Failed"] == "2026-01-01T00:00:00Z"
+
+
+def test_gather_failure_names_the_gather_and_its_reason() -> None:
+    done = job(succeeded=3, completedIndexes="0-2", conditions=[("Complete", "CompletionsReached", "")])
+    gather_pod = pod(0, "Failed", 1, "PUT https://x/out.jsonl: HTTP 403")
+    gather_pod["metadata"]["labels"]["batchinfer.io/role"] = "gather"
+    failed = job(failed=1, conditions=[("Failed", "BackoffLimitExceeded", "")])
+    status = reduce(shards_job=done, gather_job=failed, gather_pods=[gather_pod])
+    assert status.phase == "Failed"
+    assert status.message == "gather failed after 1 attempt(s): exit code 1 (Error): PUT https://x/out.jsonl: HTTP 403"
+
+
+def test_shards_job_gone_after_all_shards_succeeded_stays_finalizing() -> None:
+    cr = make_cr()
+    done = job(succeeded=3, completedIndexes="0-2", conditions=[("Complete", "CompletionsReached", "")])
+    cr["status"] = reduce(cr, shards_job=done).wire()
+    status = reduce(cr, shards_job=None)
+    assert status.phase == "Finalizing" and status.shards.succeeded == 3
