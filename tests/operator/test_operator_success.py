@@ -96,6 +96,7 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
     assert status["requestCounts"]["completed"] == summary["served"]
     assert status["requestCounts"]["failed"] == sum(summary["failed"].values()) >= 1
     assert status["shards"] == {"total": 3, "succeeded": 3, "failed": 0, "active": 0}
+    assert controller.states["ok-shards"].failures == {1: 1}  # the killed attempt was retried
     assert status["shardsDisplay"] == "3/3" and status["completionTime"] and status["startTime"]
     assert sorted(b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")) == ["ok-gather", "ok-shards"]
     assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(reasons)
