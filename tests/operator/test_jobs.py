@@ -2,6 +2,9 @@
 
 from typing import Any
 
+import kubernetes_validate
+import pytest
+
 from batchinfer_operator.jobs import gather_job, shards_job
 from batchinfer_operator.reconcile import run_values
 from batchinfer_operator.settings import OperatorSettings
@@ -9,6 +12,8 @@ from batchinfer_operator.validation import validate_spec
 from tests.operator.builders import UID, make_cr
 
 SETTINGS = OperatorSettings(worker_image="registry.local/worker:1")
+AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100"]}]}]}}}
 FULL = dict(
     shards=4, parallelism=2, queue_name="gpu-queue", suspend=True,
     active_deadline_seconds=3600, ttl_seconds_after_finished=60,
@@ -21,7 +26,7 @@ FULL = dict(
         "image": "my/worker:2", "imagePullPolicy": "Always",
         "resources": {"limits": {"nvidia.com/gpu": 1, "memory": "16Gi"}, "requests": {"cpu": "2"}},
         "nodeSelector": {"gpu": "a100"}, "tolerations": [{"key": "gpu", "operator": "Exists"}],
-        "affinity": {"nodeAffinity": {"x": 1}}, "priorityClassName": "batch-low",
+        "affinity": AFFINITY, "priorityClassName": "batch-low",
         "serviceAccountName": "runner", "imagePullSecrets": [{"name": "pull"}],
         "env": [{"name": "EXTRA", "value": "1"}],
         "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "m"}}],
@@ -56,7 +61,7 @@ def test_shards_job_carries_every_spec_field() -> None:
     assert "backoffLimit" not in spec
     assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {"gpu": "a100"} and pod["tolerations"][0]["key"] == "gpu"
-    assert pod["affinity"] == {"nodeAffinity": {"x": 1}} and pod["priorityClassName"] == "batch-low"
+    assert pod["affinity"] == AFFINITY and pod["priorityClassName"] == "batch-low"
     assert pod["serviceAccountName"] == "runner" and pod["imagePullSecrets"] == [{"name": "pull"}]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "m"}} in pod["volumes"]
     assert {"name": "scratch", "emptyDir": {"sizeLimit": "10Gi"}} in pod["volumes"]
@@ -116,3 +121,13 @@ def test_defaults_without_kueue_follow_spec_suspend() -> None:
     assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
     _, queued = build(shards_job, queue_name="q")
     assert queued["spec"]["suspend"] is True  # Kueue admits it
+
+
+@pytest.mark.parametrize("kind", [shards_job, gather_job], ids=["shards", "gather"])
+@pytest.mark.parametrize("spec", [{}, FULL], ids=["minimal", "full"])
+def test_jobs_are_valid_kubernetes_objects(kind: Any, spec: dict) -> None:
+    _, job = build(kind, **spec)
+    try:
+        kubernetes_validate.validate(job, "1.33", strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(str(exc).splitlines()[0])
