@@ -15,7 +15,7 @@ class SpecModel(BaseModel):
 
 
 class Location(SpecModel):
-    url: str = Field(min_length=1)
+    url: str = Field(min_length=1, max_length=2048)
 
 
 class Credentials(SpecModel):
@@ -65,7 +65,7 @@ class Retries(SpecModel):
 
 
 class BatchInferenceSpec(SpecModel):
-    model: str = Field(min_length=1, description="s3:// or http(s):// URI, or a path in the image or a mounted volume")
+    model: str = Field(min_length=1, max_length=2048, description="s3:// or http(s):// URI, or a path in the image or a mounted volume")
     input: Location
     output: Location
     staging: Location | None = None
