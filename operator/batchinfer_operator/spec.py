@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -41,6 +41,13 @@ class ResourceRequirements(SpecModel):
     requests: dict[str, str | int] = Field(default_factory=dict)
 
 
+# Volume sources a worker pod may mount. hostPath (and the like) would hand anyone who can
+# create a BatchInference the node's file system through the operator's service account.
+ALLOWED_VOLUME_SOURCES = frozenset(
+    {"persistentVolumeClaim", "emptyDir", "configMap", "secret", "csi", "ephemeral", "nfs"}
+)
+
+
 class WorkerSpec(SpecModel):
     """Where and how the worker pods run; Kubernetes objects are passed through unchanged."""
 
@@ -57,6 +64,18 @@ class WorkerSpec(SpecModel):
     volumes: list[dict[str, Any]] = Field(default_factory=list)
     volume_mounts: list[dict[str, Any]] = Field(default_factory=list)
     scratch_size_limit: str | None = Field(None, description="sizeLimit of the /tmp emptyDir")
+
+    @field_validator("volumes")
+    @classmethod
+    def _safe_volume_sources(cls, volumes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, volume in enumerate(volumes):
+            sources = set(volume) - {"name"}
+            if "name" not in volume or len(sources) != 1 or not sources <= ALLOWED_VOLUME_SOURCES:
+                raise ValueError(
+                    f"volumes[{i}] must have a name and one source of {sorted(ALLOWED_VOLUME_SOURCES)}, "
+                    f"got {sorted(volume)}"
+                )
+        return volumes
 
 
 class Retries(SpecModel):

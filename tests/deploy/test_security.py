@@ -23,7 +23,7 @@ OPERATOR_PERMISSIONS = {
 } | {
     ("batchinfer.io", "batchinferences/status", verb) for verb in ("patch", "update")
 } | {
-    ("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch", "delete")
+    ("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch")
 } | {
     ("", "pods", verb) for verb in ("get", "list", "watch")
 } | {

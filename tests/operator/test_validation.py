@@ -54,6 +54,22 @@ def test_spec_errors_name_the_field() -> None:
         validate_spec(None, OperatorSettings())
 
 
+@pytest.mark.parametrize("volume", [
+    {"name": "host", "hostPath": {"path": "/"}},
+    {"name": "two", "emptyDir": {}, "hostPath": {"path": "/var"}},
+    {"emptyDir": {}},
+])
+def test_worker_volumes_refuse_host_paths_and_nameless_or_mixed_sources(volume: dict) -> None:
+    spec = make_cr(worker={"volumes": [volume]})["spec"]
+    with pytest.raises(InvalidSpecError, match=r"spec\.worker\.volumes: .*volumes\[0\] must have a name and one source"):
+        validate_spec(spec, OperatorSettings())
+
+
+def test_worker_volumes_accept_claims_and_scratch() -> None:
+    volumes = [{"name": "models", "persistentVolumeClaim": {"claimName": "m"}}, {"name": "cache", "emptyDir": {}}]
+    assert validate_spec(make_cr(worker={"volumes": volumes})["spec"], OperatorSettings()).worker.volumes == volumes
+
+
 def test_allowed_schemes_come_from_the_settings() -> None:
     only_s3 = OperatorSettings(allowed_url_schemes=frozenset({"s3"}))
     with pytest.raises(InvalidSpecError, match="spec.input.url.*scheme 'https'"):

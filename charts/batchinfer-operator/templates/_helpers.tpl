@@ -61,7 +61,7 @@ messages), and Events. No Secrets: worker pods mount the Secret a resource names
   verbs: [patch, update]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
