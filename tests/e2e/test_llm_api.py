@@ -155,3 +155,15 @@ def test_invalid_requests_raise_value_errors_naming_the_problem(llm):
         llm.generate([[5] * 600], GREEDY, use_tqdm=False)
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(temperature=-1)
+
+
+def test_bad_words_are_never_generated(llm):
+    tokenizer = llm.get_tokenizer()
+    (free,) = llm.generate([EOS_PROMPT], GREEDY, use_tqdm=False)
+    words = [tokenizer.decode([t]).strip() for t in free.outputs[0].token_ids]
+    word = next(w for w in words if w and len(tokenizer.encode(w, add_special_tokens=False)) == 1)
+    encodings = [tokenizer.encode(v, add_special_tokens=False) for v in (word, " " + word)]
+    banned = {ids[0] for ids in encodings if len(ids) == 1}
+    (out,) = llm.generate([EOS_PROMPT], SamplingParams(temperature=0, max_tokens=12, ignore_eos=True, bad_words=[word]), use_tqdm=False)
+    assert not banned & set(out.outputs[0].token_ids)
+    assert out.outputs[0].token_ids != free.outputs[0].token_ids

@@ -22,12 +22,19 @@ class IncrementalDetokenizer:
     _prefix_offset: int = 0
     _read_offset: int = 0
 
-    def update(self, output_token_ids: list[int]) -> str | None:
-        """Extend `text` by the newly generated tokens; return the stop string that matched."""
+    stopped: bool = False
+
+    def update(self, output_token_ids: list[int], final: bool = False) -> str | None:
+        """Extend `text` by the newly generated tokens; return the stop string that matched.
+
+        `final` flushes text held back for an incomplete character: the sequence has ended,
+        so what the tokenizer decodes now is the answer."""
+        if self.stopped:
+            return None
         ids = output_token_ids
         prefix_text = self._decode(ids[self._prefix_offset : self._read_offset])
         full_text = self._decode(ids[self._prefix_offset :])
-        if full_text.endswith("\ufffd") or len(full_text) <= len(prefix_text):
+        if (full_text.endswith("\ufffd") and not final) or len(full_text) <= len(prefix_text):
             return None  # an incomplete character: wait for the next token
         new_text = full_text[len(prefix_text) :]
         # The tokens just read become the context of the next window, so a word-boundary
@@ -52,4 +59,5 @@ class IncrementalDetokenizer:
         if best is None:
             return None
         self.text = self.text[: best[0]]  # the stop string itself is not part of the output
+        self.stopped = True
         return best[1]

@@ -166,7 +166,7 @@ class LLMEngine:
         return [self._finish(state) for state in touched.values() if state.finished]
 
     def _detokenize(self, state: RequestState, seq: Sequence) -> None:
-        matched_stop = state.detokenizers[seq.index].update(seq.output_token_ids)
+        matched_stop = state.detokenizers[seq.index].update(seq.output_token_ids, final=seq.is_finished)
         if matched_stop is not None:
             self.scheduler.finish(seq, "stop")  # wins over "length" reached by the same token
 
