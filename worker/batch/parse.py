@@ -1,6 +1,7 @@
 """One raw input line -> a validated request, or a LineError saying what is wrong and where."""
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +40,31 @@ def _decode(data: bytes) -> dict[str, Any]:
     if not data.strip():
         raise LineError(E.EMPTY_LINE, "the line is empty")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a BOM left by an editor: not content
     except UnicodeDecodeError as exc:
         raise LineError(E.INVALID_UTF8, f"invalid UTF-8 at byte {exc.start} of the line") from None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise LineError(E.INVALID_JSON, f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:  # hostile nesting must not take the run down
+        raise LineError(E.INVALID_JSON, "not JSON we accept: nested too deeply") from None
+    except ValueError as exc:
+        raise LineError(E.INVALID_JSON, f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise LineError(E.INVALID_REQUEST, f"a line must be a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 would reach the sampler as inf
+        raise ValueError(f"{text} does not fit a 64-bit float")
+    return value
 
 
 def _custom_id(obj: dict[str, Any]) -> str:
