@@ -56,7 +56,8 @@ class SamplingBody(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: str
+    # OpenAI's roles; chat templates silently drop a message whose role they do not know.
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
 
