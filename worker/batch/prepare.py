@@ -1,5 +1,6 @@
 """A parsed request -> the prompt the engine runs (chat template, tokenization, length check)."""
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,9 +24,12 @@ class EnginePrompt:
 
 def build_prompt(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -> EnginePrompt:
     try:
+        field = "body.messages" if req.chat else "body.prompt"
         prompt = _chat_prompt(req.body, tokenizer) if req.chat else _completion_prompt(req.body)
+        if isinstance(prompt, str):
+            _check_size(prompt, tokenizer, max_model_len, field)
         ids = list(prompt) if isinstance(prompt, list) else tokenizer.encode(prompt)
-        _check_length(ids, max_model_len, "body.messages" if req.chat else "body.prompt")
+        _check_length(ids, max_model_len, field)
     except LineError as exc:
         exc.custom_id = req.custom_id
         raise
@@ -59,6 +63,24 @@ def _text(content: str | list[dict] | None, i: int) -> str:
 
 def _completion_prompt(body: CompletionBody) -> str | list[int]:
     return body.prompt
+
+
+@functools.lru_cache(maxsize=4)
+def _max_token_bytes(tokenizer: Tokenizer) -> int:
+    """Bytes of the longest vocabulary entry (0: unknown). Pieces spell spaces and raw bytes
+    with longer markers (U+2581, <0xNN>), so this over-estimates what one token covers."""
+    return max((len(piece.encode()) for piece in getattr(tokenizer, "vocab", None) or ()), default=0)
+
+
+def _check_size(prompt: str, tokenizer: Tokenizer, max_model_len: int, field: str) -> None:
+    """Refuse, without tokenizing it, a prompt too long whatever its tokens: a 20 MB line
+    would otherwise become ~1 GB of token ids just to be refused."""
+    per_token = _max_token_bytes(tokenizer)
+    size = len(prompt.encode())
+    if per_token and size > max_model_len * per_token:
+        raise LineError(E.PROMPT_TOO_LONG,
+                        f"the prompt has {size} bytes, so at least {-(-size // per_token)} tokens; "
+                        f"max_model_len is {max_model_len}", field)
 
 
 def _check_length(ids: list[int], max_model_len: int, field: str) -> None:
