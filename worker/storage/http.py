@@ -13,6 +13,12 @@ from worker.storage.url import StorageURL
 
 READ_SIZE = 1 << 16
 TIMEOUT = (10, 60)  # connect, read (seconds between bytes)
+
+
+def _timeout() -> tuple[float, float]:
+    # A stalled server is detected after the read timeout; tests shorten it through the environment.
+    read = float(os.environ.get("BATCHINFER_HTTP_TIMEOUT_SECONDS", TIMEOUT[1]))
+    return min(TIMEOUT[0], read), read
 _session = requests.Session()
 
 
@@ -32,7 +38,7 @@ def _request(u: StorageURL, method: str, headers: dict | None = None, **kw) -> r
     # Byte ranges and Content-Length must count the stored bytes, not a gzip encoding of them.
     headers = {"Accept-Encoding": "identity", **(headers or {})}
     try:
-        return _session.request(method, u.raw, timeout=TIMEOUT, headers=headers, **kw)
+        return _session.request(method, u.raw, timeout=_timeout(), headers=headers, **kw)
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise TransientError(u.safe, f"{method} failed: {type(exc).__name__}") from None
 
