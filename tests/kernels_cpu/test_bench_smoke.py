@@ -11,7 +11,8 @@ from worker.cli import main
 
 ROWS = [("decode", "ours"), ("prefill", "ours"), ("prefix-on", "ours"), ("prefix-off", "ours"),
         ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers")]
-TARGETS = ["decode-heavy", "prefill-heavy", "reduced decode", "shared prefix", "scheduler:",
+TARGETS = ["decode-heavy", "prefill-heavy", "reduced decode", "shared prefix", "scheduler: engine host",
+           "scheduler: the same step",
            "attention: cpu backend KV", "attention: cpu backend speed-up", "bench wall time"]
 
 

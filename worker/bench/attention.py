@@ -49,3 +49,12 @@ def run_attention_bench(bench: AttentionBench, repeats: int) -> list[AttentionRe
 
         results.append(AttentionResult(backend=name, seconds=best_time(run, repeats), kv_bytes=kv_bytes))
     return results
+
+
+def best_attention(a: list[AttentionResult], b: list[AttentionResult]) -> list[AttentionResult]:
+    """Per backend, the faster of two measurements."""
+    faster = {r.backend: r for r in a}
+    for r in b:
+        if r.backend not in faster or r.seconds < faster[r.backend].seconds:
+            faster[r.backend] = r
+    return list(faster.values())

@@ -81,6 +81,12 @@ def copy_bandwidth_gbps(num_bytes: int, repeats: int) -> float:
     return 2 * src.nbytes / best / 1e9
 
 
+def best_limits(a: MachineLimits, b: MachineLimits) -> MachineLimits:
+    """The higher of two measurements of each limit (the less disturbed one)."""
+    return a.model_copy(update={"matmul_gflops": max(a.matmul_gflops, b.matmul_gflops),
+                                "copy_gbps": max(a.copy_gbps, b.copy_gbps)})
+
+
 def measure_limits(matmul_size: int, copy_bytes: int, repeats: int) -> MachineLimits:
     return MachineLimits(
         matmul_size=matmul_size, matmul_gflops=matmul_peak_gflops(matmul_size, repeats),
