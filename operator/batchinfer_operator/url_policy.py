@@ -7,15 +7,23 @@ from urllib.parse import urlsplit
 # Cloud metadata services hand out node credentials: never a target for a worker pod.
 _METADATA_HOSTS = frozenset({
     "metadata", "metadata.google.internal", "metadata.goog", "instance-data",
-    "instance-data.ec2.internal", "100.100.100.200",
+    "instance-data.ec2.internal", "100.100.100.200", "fd00:ec2::254",
 })
+
+
+def redact(url: str) -> str:
+    """The URL without user info and query: presigned URLs carry their secrets there, and a
+    refusal goes into the CR's status and Events for anyone who can read them."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url.partition("?")[0]
 
 
 class URLPolicyError(ValueError):
     """A URL in a CR is not allowed; says which field and why."""
 
     def __init__(self, field: str, url: str, reason: str) -> None:
-        super().__init__(f"spec.{field}: {url!r} is not allowed: {reason}")
+        super().__init__(f"spec.{field}: {redact(url)!r} is not allowed: {reason}")
         self.field = field
 
 
@@ -28,6 +36,9 @@ def _check_host(field: str, url: str, host: str | None) -> None:
         address = ipaddress.ip_address(host)
     except ValueError:
         return
+    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:169.254.x.x is IPv4
+    if str(address) in _METADATA_HOSTS:  # any spelling of the address: fd00:ec2:0::254
+        raise URLPolicyError(field, url, "cloud metadata endpoint")
     if address.is_link_local or address.is_multicast or address.is_unspecified:
         raise URLPolicyError(field, url, "link-local, multicast or unspecified address")
 
