@@ -72,7 +72,7 @@ def window(ns: argparse.Namespace, max_in_flight: int | None) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         summary = _run(args)
-    except BatchRunError as exc:
+    except (BatchRunError, storage.StorageError) as exc:
         print(f"worker run-batch: error: {exc}", file=sys.stderr)
         return 1
     print(summary.render())
@@ -101,5 +101,14 @@ def _run(args: argparse.Namespace) -> Summary:
     summary = Summary.build(final, result.this_attempt, result.elapsed_s, len(result.chunks))
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
-    shutil.rmtree(prefix, ignore_errors=True)  # published: the checkpoints have served their purpose
+    _discard_checkpoint(prefix)  # published: the checkpoints have served their purpose
     return summary
+
+
+def _discard_checkpoint(prefix: str) -> None:
+    """Moved aside first: a kill halfway through rmtree would leave metadata whose chunks are
+    gone, and the rerun could not assemble them."""
+    trash = prefix + ".published"
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(prefix, trash)
+    shutil.rmtree(trash, ignore_errors=True)
