@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         flags = validated(RunShardFlags, args)
         summary = _run(args, flags)
-    except BatchRunError as exc:
+    except (BatchRunError, storage.StorageError) as exc:  # e.g. staging unreachable
         print(f"worker run-shard: error: {exc}", file=sys.stderr)
         return 1
     print(summary.render())
