@@ -173,11 +173,11 @@ class JobController:
     def _execute(self, container: dict[str, Any], index: int | None, job_name: str, pod_name: str) -> tuple[int, str]:
         scratch = self.workdir / pod_name
         scratch.mkdir(parents=True)
-        env = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"}
-        env.update(self._secret_env(container))
-        env.update({e["name"]: e.get("value", "") for e in container.get("env") or []})
-        # The pod's /tmp is its own emptyDir: give each local pod its own.
-        env.update({k: str(scratch) + v[len("/tmp"):] for k, v in env.items() if v.startswith("/tmp")})
+        pod_env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
+        # The pod's /tmp is its own emptyDir: give each local pod its own. Only the pod's own
+        # values are mapped: this checkout (and so PATH) may itself live under /tmp.
+        pod_env = {k: _in_scratch(v, scratch) for k, v in pod_env.items()}
+        env = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", **self._secret_env(container), **pod_env}
         log_path = scratch / "termination-log"
         env[TERMINATION_LOG_ENV] = str(log_path)
         if index is not None:
@@ -195,3 +195,7 @@ class JobController:
 
     def pod_stderr(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*/stderr")))
+
+
+def _in_scratch(value: str, scratch: Path) -> str:
+    return str(scratch) + value[len("/tmp"):] if value == "/tmp" or value.startswith("/tmp/") else value
