@@ -8,6 +8,7 @@ import re
 import pytest
 
 from worker.cli import main
+from worker.cli.bench import KEPT_MARKER
 
 ROWS = [("decode", "ours"), ("prefill", "ours"), ("prefix-on", "ours"), ("prefix-off", "ours"),
         ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers")]
@@ -20,8 +21,14 @@ TARGETS = ["decode-heavy", "prefill-heavy", "reduced decode", "shared prefix", "
 def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "RESULTS.md"
+    out.write_text(f"stale bench table\n{KEPT_MARKER}\n## other benchmark\nkept figures\n", encoding="utf-8")
     assert main(["bench", "--quick", "--output", str(out), "--model-cache", str(tmp / "models")]) == 0
     return out.read_text(encoding="utf-8")
+
+
+def test_rerun_replaces_the_bench_tables_and_keeps_other_benchmarks(report):
+    assert "stale bench table" not in report
+    assert report.endswith(f"{KEPT_MARKER}\n## other benchmark\nkept figures\n")
 
 
 def table_rows(text: str) -> list[list[str]]:

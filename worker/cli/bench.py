@@ -95,5 +95,14 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or (None if args.quick else Path("benchmarks/RESULTS.md"))
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        output.write_text(text + _kept_sections(output), encoding="utf-8")
     return 0
+
+
+# Results of other benchmark scripts (benchmarks/*.py) live below this line and survive a rerun.
+KEPT_MARKER = "<!-- results of other benchmarks below: kept by `worker bench` -->"
+
+
+def _kept_sections(output: Path) -> str:
+    old = output.read_text(encoding="utf-8") if output.exists() else ""
+    return "" if KEPT_MARKER not in old else "\n" + KEPT_MARKER + old.split(KEPT_MARKER, 1)[1]
