@@ -19,6 +19,9 @@ class OperatorSettings(BaseModel):
     default_staging_url: str | None = None
     namespaces: tuple[str, ...] = Field((), description="empty: every namespace")
     allowed_url_schemes: frozenset[str] = frozenset({"s3", "http", "https"})
+    # Hosts a CR may name although they are link-local or metadata addresses (e.g. a node-local
+    # proxy on 169.254.x.x); empty by default: such hosts hand out node credentials.
+    allowed_hosts: frozenset[str] = frozenset()
     resync_seconds: float = Field(10.0, gt=0, description="how often each live run is re-checked")
     metrics_port: int = Field(8080, ge=0, le=65535, description="0 disables the metrics endpoint")
     liveness_endpoint: str = "http://0.0.0.0:8081/healthz"
@@ -31,8 +34,13 @@ class OperatorSettings(BaseModel):
             raise ValueError("file:// can never be allowed: a CR must not read the pod's files")
         return frozenset(s.lower() for s in schemes)
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _normalise_hosts(cls, hosts: frozenset[str]) -> frozenset[str]:
+        return frozenset(h.lower().rstrip(".").strip("[]") for h in hosts)
 
-_LIST_FIELDS = {"namespaces", "allowed_url_schemes"}
+
+_LIST_FIELDS = {"namespaces", "allowed_url_schemes", "allowed_hosts"}
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> OperatorSettings:

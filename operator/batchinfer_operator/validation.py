@@ -31,13 +31,13 @@ def validate_spec(raw: Any, settings: OperatorSettings) -> BatchInferenceSpec:
         spec = BatchInferenceSpec.model_validate(raw)
     except ValidationError as exc:
         raise InvalidSpecError(_pydantic_message(exc)) from None
-    schemes, mounts = settings.allowed_url_schemes, spec.mount_paths()
+    schemes, mounts, hosts = settings.allowed_url_schemes, spec.mount_paths(), settings.allowed_hosts
     try:
-        check_url("input.url", spec.input.url, schemes, mounts)
-        check_url("output.url", spec.output.url, schemes, mounts)
+        check_url("input.url", spec.input.url, schemes, mounts, allowed_hosts=hosts)
+        check_url("output.url", spec.output.url, schemes, mounts, allowed_hosts=hosts)
         if spec.staging is not None:
-            check_url("staging.url", spec.staging.url, schemes, mounts)
-        check_url("model", spec.model, schemes, mounts, image_paths_ok=True)
+            check_url("staging.url", spec.staging.url, schemes, mounts, allowed_hosts=hosts)
+        check_url("model", spec.model, schemes, mounts, image_paths_ok=True, allowed_hosts=hosts)
     except URLPolicyError as exc:
         raise InvalidSpecError(str(exc)) from None
     if spec.staging is None and not spec.output.url.startswith("s3://") and not settings.default_staging_url:

@@ -70,6 +70,16 @@ def test_worker_volumes_accept_claims_and_scratch() -> None:
     assert validate_spec(make_cr(worker={"volumes": volumes})["spec"], OperatorSettings()).worker.volumes == volumes
 
 
+def test_an_operator_setting_can_allow_a_link_local_host() -> None:
+    spec = make_cr(input={"url": "http://169.254.10.1/in.jsonl"})["spec"]
+    with pytest.raises(InvalidSpecError, match="link-local"):
+        validate_spec(spec, OperatorSettings())
+    settings = settings_from_env({"BATCHINFER_ALLOWED_HOSTS": "169.254.10.1, proxy.local"})
+    assert validate_spec(spec, settings).input.url == "http://169.254.10.1/in.jsonl"
+    with pytest.raises(InvalidSpecError, match="link-local"):  # only the hosts named
+        validate_spec(make_cr(input={"url": "http://169.254.169.254/x"})["spec"], settings)
+
+
 def test_allowed_schemes_come_from_the_settings() -> None:
     only_s3 = OperatorSettings(allowed_url_schemes=frozenset({"s3"}))
     with pytest.raises(InvalidSpecError, match="spec.input.url.*scheme 'https'"):
