@@ -8,6 +8,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from worker.logs import get_logger
+
+log = get_logger(__name__)
+
 
 class PlatformLike(Protocol):
     device: str
@@ -42,7 +46,9 @@ def get_backend(name: str | None, platform: PlatformLike) -> AttentionBackend:
     if name in (None, "auto"):
         try:
             return get_backend(_DEFAULT_BY_DEVICE[platform.device], platform)
-        except RuntimeError:  # kernels.cpu.build.KernelBuildError: it cannot build here
+        except RuntimeError as exc:  # kernels.cpu.build.KernelBuildError: it cannot build here
+            log.warning("attention backend unavailable; using reference",
+                        backend=_DEFAULT_BY_DEVICE[platform.device], error=str(exc))
             return get_backend("reference", platform)
     chosen = name
     if chosen not in _BACKENDS:
