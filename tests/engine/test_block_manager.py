@@ -157,3 +157,24 @@ def test_identical_blocks_computed_together_keep_one_cache_entry():
     b_table = list(b.block_table)
     bm.free(b)
     assert set(list(bm.free_block_ids)[:3]) == set(b_table)  # recycled first
+
+
+def test_blocks_registered_for_a_step_are_hit_by_a_sequence_admitted_after_it():
+    bm = BlockManager(num_blocks=8, block_size=BS)
+    a, b = make_seq(list(range(8)) + [1, 2]), make_seq(list(range(8)) + [3])
+    bm.allocate(a, [], 10)
+    bm.cache_full_blocks(a, 10)  # scheduling time: a's K/V for these tokens are not there yet
+    assert a.num_computed_tokens == 0 and len(a.block_hashes) == 2
+    hits = bm.get_computed_blocks(b)
+    assert hits == a.block_table[:2]
+    bm.allocate(b, hits, 1)
+    assert b.num_computed_tokens == b.num_cached_tokens == 8 and len(b.block_table) == 3
+
+
+def test_registration_stops_at_the_last_block_the_step_fills():
+    bm = BlockManager(num_blocks=8, block_size=BS)
+    seq = make_seq(range(12))
+    bm.allocate(seq, [], 7)  # a chunk of 7: block 0 full, block 1 three quarters
+    bm.cache_full_blocks(seq, 7)
+    assert len(seq.block_hashes) == 1
+    assert bm.get_computed_blocks(make_seq(range(12))) == seq.block_table[:1]

@@ -46,6 +46,7 @@ def run(requests, **cfg) -> tuple[list[list[int]], int, list[int]]:
         tokens = np.array([next_token(s.token_ids) for s in out.sampling_seqs], dtype=np.int64)
         sched.postprocess(out.scheduled, SampledTokens(tokens))
         _check_ref_counts(sched)
+        _check_cached_blocks_are_computed(sched, cache)
     return [s.output_token_ids for s in seqs], preemptions, [s.num_cached_tokens for s in seqs]
 
 
@@ -55,6 +56,15 @@ def _check_ref_counts(sched: Scheduler) -> None:
     counts = np.bincount(np.array(held, dtype=np.int64), minlength=bm.num_blocks)
     assert [blk.ref_count for blk in bm.blocks] == counts.tolist()
     assert bm.num_free_blocks == int((counts == 0).sum())
+
+
+def _check_cached_blocks_are_computed(sched: Scheduler, cache: np.ndarray) -> None:
+    # Blocks are registered when a step is scheduled; once it ran, every block a later step
+    # can hit must hold its tokens (a registered but never computed block would be stale).
+    bm = sched.block_manager
+    for block_id in bm.hash_to_block_id.values():
+        written = cache[block_id * BLOCK : (block_id + 1) * BLOCK]
+        assert tuple(written.tolist()) == bm.blocks[block_id].token_ids, f"block {block_id} not computed"
 
 
 def make_requests(seed: int, count: int = 12):
@@ -102,3 +112,11 @@ def test_the_small_cache_configuration_really_preempts_and_hits():
     assert preemptions > 0
     _, _, cached = run(requests, max_num_seqs=1)
     assert sum(cached) > 0
+
+
+def test_requests_admitted_together_hit_each_others_prefix():
+    prefix = list(range(100, 116))  # 4 blocks
+    requests = [(prefix + [200 + i, 201 + i], 3) for i in range(4)]
+    outputs, _, cached = run(requests, max_num_seqs=4, max_num_batched_tokens=64)
+    assert cached == [0, 16, 16, 16]  # all four are admitted in the first step
+    assert outputs == expected_outputs(requests)

@@ -88,20 +88,73 @@ def test_out_of_blocks_preempts_the_newest_and_admits_nothing_that_step():
     assert sched.block_manager.can_allocate([], c.num_tokens)
 
 
-def test_a_step_that_preempted_does_not_readmit_even_what_fits():
-    # a and b share an 8-token prefix but were computed in the same step, so b holds private
-    # copies; once preempted, b would come back through a's cached blocks at a lower cost.
+def test_a_preempted_sharer_leaves_the_shared_prefix_alive_and_comes_back_through_it():
+    # a and b share an 8-token prefix and are admitted in the same step: b hits a's blocks
+    # registered at scheduling time. Preempting b must not disturb a's (shared) blocks.
     sched = make_scheduler(max_num_seqs=2, num_blocks=6, max_model_len=24)
+    bm = sched.block_manager
     prefix = list(range(20, 28))
     a, b = make_seq(prefix + [1], "a"), make_seq(prefix + [2], "b")
     sched.add(a)
     sched.add(b)
-    outs = [step(sched) for _ in range(5)]
-    assert [o.preempted for o in outs] == [[]] * 4 + [[b]]
-    assert plan(outs[-1]) == [("a", 1)]
-    computed = sched.block_manager.get_computed_blocks(b)
-    assert sched.block_manager.can_allocate(computed, b.num_tokens)  # it would fit right now
-    assert plan(step(sched)) == [("a", 1), ("b", 1)]  # and comes back the step after
+    assert plan(step(sched)) == [("a", 9), ("b", 1)] and b.num_cached_tokens == 8
+    shared = a.block_table[:2]
+    outs = [step(sched) for _ in range(8)]
+    assert [o.preempted for o in outs] == [[]] * 7 + [[b]]
+    assert plan(outs[-1]) == [("a", 1)]  # the preempting step admits nothing
+    assert [bm.blocks[x].ref_count for x in shared] == [1, 1] and a.block_table[:2] == shared
+    plans = []
+    while sched.has_unfinished():
+        plans += plan(step(sched))
+    # b comes back once a is done, still hitting the shared prefix (its own blocks were reused).
+    assert ("b", 9) in plans  # 17 tokens: 8 from the shared prefix, 9 recomputed
+    assert a.output_token_ids == [100 + n for n in range(9, 24)]
+    assert b.output_token_ids == [100 + n for n in range(9, 24)]
+    assert b.num_cached_tokens == 8 and bm.num_free_blocks == 6
+
+
+def test_requests_admitted_in_the_same_step_share_their_prefix():
+    sched = make_scheduler()
+    prefix = list(range(40, 48))  # two full blocks
+    a, b = make_seq(prefix + [1, 2, 3], "a"), make_seq(prefix + [4, 5], "b")
+    sched.add(a)
+    sched.add(b)
+    out = step(sched)
+    # b sees a's two prefix blocks as cached although a computes them in this very step.
+    assert plan(out) == [("a", 11), ("b", 2)]
+    assert b.num_cached_tokens == 8 and a.num_cached_tokens == 0
+    assert b.block_table[:2] == a.block_table[:2] and b.block_table[2] != a.block_table[2]
+    assert [sched.block_manager.blocks[x].ref_count for x in a.block_table[:2]] == [2, 2]
+    assert out.sampling_seqs == [a, b] and b.num_computed_tokens == 10
+
+
+def test_identical_prompts_in_one_step_still_recompute_their_last_token():
+    sched = make_scheduler()
+    seqs = [make_seq(range(8), name) for name in "abc"]  # block-aligned: 2 full blocks
+    for seq in seqs:
+        sched.add(seq)
+    # The block holding the last prompt token is not shared: its logits are needed.
+    assert plan(step(sched)) == [("a", 8), ("b", 4), ("c", 4)]
+    assert [s.num_cached_tokens for s in seqs] == [0, 4, 4]
+    assert len({s.block_table[0] for s in seqs}) == 1 and len({s.block_table[1] for s in seqs}) == 3
+
+
+def test_a_chunk_exposes_only_the_blocks_it_fills():
+    sched = make_scheduler(max_num_batched_tokens=10)
+    bm = sched.block_manager
+    a, b = make_seq(range(14), "a"), make_seq(list(range(12)) + [99, 98], "b")
+    sched.add(a)
+    sched.add(b)
+    out = sched.schedule()
+    assert plan(out) == [("a", 10)]
+    # Tokens 8..9 of block 2 are scheduled, 10..11 are not: block 2 must not be visible yet.
+    assert bm.get_computed_blocks(b) == a.block_table[:2]
+    assert len(a.block_hashes) == 2
+    sched.postprocess(out.scheduled, SampledTokens(np.zeros(0, dtype=np.int64)))
+    assert bm.get_computed_blocks(b) == a.block_table[:2]
+    # The last chunk fills block 2 and b, admitted after it in the same step, hits it.
+    assert plan(step(sched)) == [("a", 4), ("b", 2)]
+    assert b.num_cached_tokens == 12 and b.block_table[:3] == a.block_table[:3]
 
 
 def test_preempted_request_is_recomputed_from_the_prefix_cache():

@@ -1,8 +1,11 @@
 """The KV-cache block manager: fixed-size blocks, ref counts and prefix caching.
 
-A full block whose K/V have been computed is registered under a chained hash
-(hash of its parent block's hash and its token ids), so a later sequence with the same prefix
-reuses it. A freed cached block keeps its hash in an LRU free list and can still be hit until
+A block is registered under a chained hash (hash of its parent block's hash and its token
+ids) as soon as a step is SCHEDULED that fills it (the vLLM v1 way), so a sequence admitted
+later in the same step already reuses it. That is safe because the block's K/V are written in
+that same forward pass before any attention reads them (every layer of
+worker/models/ernie4_5.py calls write_kv for all tokens of the flat batch, then
+paged_attention), and every scheduled step runs: after it, every registered block is computed. A freed cached block keeps its hash in an LRU free list and can still be hit until
 it is handed out again; handing it out drops the stale hash. Blocks without a hash are handed
 out before any cached block. At most `num_tokens - 1` tokens can hit, so the last token is
 always recomputed (its logits are needed) and no step ever writes into a shared block.
@@ -139,12 +142,20 @@ class BlockManager:
         seq.block_hashes = []
         seq.num_computed_tokens = 0
 
-    def cache_full_blocks(self, seq: Sequence) -> None:
-        """Register the hashes of `seq`'s blocks that are full and computed (after a step)."""
+    def cache_full_blocks(self, seq: Sequence, num_tokens: int | None = None) -> None:
+        """Register `seq`'s blocks that are full once its first `num_tokens` tokens have K/V.
+
+        The scheduler passes num_computed_tokens + this step's new tokens, at scheduling time:
+        only blocks fully covered by this step (or earlier ones) are registered, never the
+        blocks of a chunked prefill's later chunks. Defaults to the tokens already computed.
+        """
         if not self.enable_prefix_caching:
             return
         bs = self.block_size
-        num_full = min(seq.num_computed_tokens // bs, len(seq.block_table))
+        if num_tokens is None:
+            num_tokens = seq.num_computed_tokens
+        assert num_tokens <= seq.num_tokens, f"seq {seq.seq_id}: {num_tokens} > {seq.num_tokens} tokens"
+        num_full = min(num_tokens // bs, len(seq.block_table))
         for i in range(len(seq.block_hashes), num_full):
             parent = seq.block_hashes[-1] if seq.block_hashes else NO_HASH
             tokens = tuple(seq.token_ids[i * bs : (i + 1) * bs])

@@ -6,6 +6,13 @@ allow. A prompt larger than the remaining budget gets a chunk. When a running se
 a block and none is free, the NEWEST running sequence is preempted: its blocks are freed and it
 goes back to the front of the queue, to be recomputed later (prompt and generated tokens,
 often largely from the prefix cache). A step that preempted admits nothing new.
+
+Blocks a step fills are registered in the prefix cache when the step is scheduled, not after
+it ran, so the requests admitted together in one step share their common prefix (see
+block_manager). This relies on the order of a step: running sequences are scheduled (and
+preempted) first, oldest first, and a victim is always one not yet scheduled in this step, so
+no block registered in this step is freed before the step runs; admission (the only place
+that looks the cache up) comes last and only in a step that preempted nothing.
 """
 
 import time
@@ -137,12 +144,14 @@ class Scheduler:
             assert num_new > 0, f"running seq {seq.seq_id} has nothing to compute"
             while not bm.can_append(seq, num_new):
                 victim = self.running[-1]
+                # Newer than seq, so not scheduled yet: its blocks registered now are all computed.
+                assert victim is seq or all(s.seq is not victim for s in out.scheduled)
                 self._preempt(victim, out)
                 if victim is seq:
                     break
             else:
                 bm.append_slots(seq, num_new)
-                out.scheduled.append(ScheduledSequence(seq, num_new))
+                self._add_scheduled(out, seq, num_new)
                 budget -= num_new
         return budget
 
@@ -161,8 +170,13 @@ class Scheduler:
             bm.allocate(seq, computed, num_new)
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
-            out.scheduled.append(ScheduledSequence(seq, num_new))
+            self._add_scheduled(out, seq, num_new)
             budget -= num_new
+
+    def _add_scheduled(self, out: SchedulerOutput, seq: Sequence, num_new: int) -> None:
+        # Registering before the step lets later admissions in this same step hit these blocks.
+        self.block_manager.cache_full_blocks(seq, seq.num_computed_tokens + num_new)
+        out.scheduled.append(ScheduledSequence(seq, num_new))
 
     def _preempt(self, seq: Sequence, out: SchedulerOutput) -> None:
         self.running.remove(seq)
@@ -176,13 +190,15 @@ class Scheduler:
     # -- after the model ran --------------------------------------------------------------
 
     def postprocess(self, scheduled: list[ScheduledSequence], sampled: SampledTokens) -> list[Sequence]:
-        """Advance progress, cache full blocks, append sampled tokens, stop; return the finished."""
+        """Advance progress, append sampled tokens, stop; return the finished.
+
+        Full blocks were already registered when the step was scheduled.
+        """
         finished: list[Sequence] = []
         row = 0
         for s in scheduled:
             seq, samples = s.seq, s.samples
             seq.num_computed_tokens += s.num_new_tokens
-            self.block_manager.cache_full_blocks(seq)
             if not samples:
                 continue
             logprobs = sampled.logprobs[row] if sampled.logprobs is not None else None

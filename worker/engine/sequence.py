@@ -34,7 +34,8 @@ class Sequence:
     # Prefix-cache hit at first admission (what the user sees as cached_tokens).
     num_cached_tokens: int = 0
     block_table: list[int] = field(default_factory=list)
-    # Chained hashes of this sequence's leading full, computed blocks (block_table order).
+    # Chained hashes of this sequence's leading full blocks (block_table order): computed, or
+    # being computed by the step just scheduled.
     block_hashes: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     output_logprobs: list[dict[int, float]] | None = None
