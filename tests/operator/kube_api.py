@@ -36,13 +36,23 @@ def utc_now() -> str:
 class Emulator(kmock.KubernetesEmulator):
     """kmock's emulator plus what every API server does and kmock does not: a fresh
     resourceVersion on every write (kopf relies on it to tell its own patches apart),
-    names from generateName (kopf's Events), uid and creationTimestamp on creation."""
+    names from generateName (kopf's Events), uid and creationTimestamp on creation.
+
+    kmock scans its whole request history on every request (a call took ~0.5 s after a few
+    thousand), so it keeps only the last HISTORY; the tests read `journal`, every request."""
 
     _versions = itertools.count(1)
+    HISTORY = 100  # far more than are ever in flight at once
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.journal: list[kmock.Request] = []
 
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is not None and isinstance(request.data, dict | list):
             self._stamp(request)
+        self.journal.append(request)
+        del self._requests[:-self.HISTORY]
         return await super()._handle(request)
 
     def _stamp(self, request: kmock.Request) -> None:
@@ -128,13 +138,15 @@ class KubeAPI:
 
     def creations(self, resource: str) -> list[dict[str, Any]]:
         """Bodies of every CREATE request the emulator served for a resource ("batch/v1/jobs")."""
-        return [r.data for r in self.emulator[kmock.action.CREATE, kmock.resource(resource)]]
+        wanted = kmock.resource(resource)
+        return [r.data for r in self.emulator.journal
+                if r.action == kmock.action.CREATE and r.resource is not None and wanted.check(r.resource)]
 
     def operator_calls(self) -> set[tuple[str, str, str]]:
         """(verb, apiGroup, resource[/subresource]) of every API call not made by the test itself."""
         verbs = {"list": "list", "watch": "watch", "fetch": "get", "create": "create", "delete": "delete"}
         calls = set()
-        for request in self.emulator:
+        for request in self.emulator.journal:
             if "python-requests" in request.headers.get("User-Agent", "") or request.action is None:
                 continue
             if request.resource is None or not request.resource.plural:
