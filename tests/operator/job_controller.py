@@ -1,6 +1,7 @@
 """The test plays Kubernetes' Job controller (and kubelet): for every pod a Job would create it
 runs the pod template's exact command and environment as a local process, with
-JOB_COMPLETION_INDEX set, then writes the pod's and the Job's status as Kubernetes would."""
+JOB_COMPLETION_INDEX set, then writes the pod's and the Job's status as Kubernetes would,
+honouring the Job's podFailurePolicy Ignore rules for disrupted pods."""
 
 import base64
 import os
@@ -23,11 +24,13 @@ TERMINATION_LOG_ENV = "BATCHINFER_TERMINATION_LOG"
 
 @dataclass
 class JobState:
+    uid: str | None = None
     completed: set[int] = field(default_factory=set)
     failed_indexes: set[int] = field(default_factory=set)
     failures: dict[int, int] = field(default_factory=dict)
     pods_failed: int = 0
     started: str | None = None
+    held: bool = False
 
 
 def _ranges(indexes: set[int]) -> str:
@@ -41,11 +44,15 @@ def _ranges(indexes: set[int]) -> str:
 
 
 class JobController:
-    """`kill_first[(job_name, index)] = n` kills the first n attempts of that index (SIGKILL)."""
+    """`kill_first[(job_name, index)] = n` kills the first n attempts of that index (SIGKILL).
+    `disrupt_first[(job_name, index)] = n` preempts them instead: DisruptionTarget, then killed.
+    `pod_budget[job_name] = n` lets n more pods of that Job start; at 0 it waits (unscheduled)."""
 
     def __init__(self, api: KubeAPI, namespace: str, workdir: Path) -> None:
         self.api, self.namespace, self.workdir = api, namespace, workdir
         self.kill_first: dict[tuple[str, int], int] = {}
+        self.disrupt_first: dict[tuple[str, int], int] = {}
+        self.pod_budget: dict[str, int] = {}
         self.states: dict[str, JobState] = {}
         self.paused = threading.Event()
         self.stop = threading.Event()
@@ -74,7 +81,10 @@ class JobController:
     # -- one Job ------------------------------------------------------------------------------
     def _sync(self, job: dict[str, Any]) -> None:
         name, spec = job["metadata"]["name"], job["spec"]
-        state = self.states.setdefault(name, JobState())
+        uid = job["metadata"].get("uid")
+        state = self.states.get(name)
+        if state is None or state.uid != uid:  # a Job deleted and created again starts afresh
+            state = self.states[name] = JobState(uid=uid)
         if spec.get("suspend") or self._finished(job):
             return
         state.started = state.started or utc_now()
@@ -83,11 +93,21 @@ class JobController:
         for index in range(spec.get("completions", 1)):
             if index in state.completed or index in state.failed_indexes:
                 continue
+            if self.pod_budget.get(name, 1) <= 0:
+                if not state.held:  # once: every write is a Job event for the operator
+                    state.held = True
+                    self._write_job_status(job, state, active=0)
+                return
+            state.held = False
+            if name in self.pod_budget:
+                self.pod_budget[name] -= 1
             self._write_job_status(job, state, active=1)
-            ok = self._run_pod(job, index if indexed else None)
-            if ok:
+            pod_status = self._run_pod(job, index if indexed else None)
+            if pod_status["phase"] == "Succeeded":
                 state.completed.add(index)
                 continue
+            if _ignored(spec, pod_status):
+                return  # podFailurePolicy Ignore: replaced on the next pass, no retry used up
             state.pods_failed += 1
             state.failures[index] = state.failures.get(index, 0) + 1
             if state.failures[index] > limit:
@@ -143,12 +163,13 @@ class JobController:
             env.update({k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
         return env
 
-    def _run_pod(self, job: dict[str, Any], index: int | None) -> bool:
+    def _run_pod(self, job: dict[str, Any], index: int | None) -> dict[str, Any]:
         template = job["spec"]["template"]
         container = template["spec"]["containers"][0]
         job_name = job["metadata"]["name"]
         pod_name = f"{job_name}-{index if index is not None else 0}-{uuid.uuid4().hex[:5]}"
-        labels = dict(template["metadata"].get("labels") or {}, **{"job-name": job_name})
+        labels = dict(template["metadata"].get("labels") or {}, **{"job-name": job_name,
+                      "batch.kubernetes.io/controller-uid": job["metadata"].get("uid", "")})
         annotations = {}
         if index is not None:
             labels[INDEX_KEY] = annotations[INDEX_KEY] = str(index)
@@ -161,16 +182,26 @@ class JobController:
         self.api.create(f"/api/v1/namespaces/{self.namespace}/pods", pod)
         pod_path = f"/api/v1/namespaces/{self.namespace}/pods/{pod_name}/status"
         self.api.patch(pod_path, {"status": {"phase": "Running", "startTime": utc_now()}})
-        exit_code, message = self._execute(container, index, job_name, pod_name)
+        key = (job_name, index if index is not None else 0)
+        disrupted = self.disrupt_first.get(key, 0) > 0
+        if disrupted:
+            self.disrupt_first[key] -= 1
+        exit_code, message = self._execute(container, index, job_name, pod_name, kill=disrupted)
         terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
                       "message": message, "finishedAt": utc_now()}
-        self.api.patch(pod_path, {"status": {
+        status: dict[str, Any] = {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
             "containerStatuses": [{"name": container["name"], "state": {"terminated": terminated}}],
-        }})
-        return exit_code == 0
+        }
+        if disrupted:  # what the scheduler writes before the kubelet kills a preempted pod
+            status["conditions"] = [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                                     "message": "Preempted in order to admit critical pod",
+                                     "lastTransitionTime": utc_now()}]
+        self.api.patch(pod_path, {"status": status})
+        return status
 
-    def _execute(self, container: dict[str, Any], index: int | None, job_name: str, pod_name: str) -> tuple[int, str]:
+    def _execute(self, container: dict[str, Any], index: int | None, job_name: str, pod_name: str,
+                 kill: bool = False) -> tuple[int, str]:
         scratch = self.workdir / pod_name
         scratch.mkdir(parents=True)
         pod_env = {e["name"]: e.get("value", "") for e in container.get("env") or []}
@@ -185,8 +216,10 @@ class JobController:
         key = (job_name, index if index is not None else 0)
         process = subprocess.Popen(container["command"], env=env, cwd=scratch,
                                    stdout=open(scratch / "stdout", "wb"), stderr=open(scratch / "stderr", "wb"))
-        if self.kill_first.get(key, 0) > 0:
+        if not kill and self.kill_first.get(key, 0) > 0:
             self.kill_first[key] -= 1
+            kill = True
+        if kill:
             process.send_signal(signal.SIGKILL)
         exit_code = process.wait(timeout=300)
         exit_code = 128 - exit_code if exit_code < 0 else exit_code  # as the kubelet reports signals
@@ -199,3 +232,15 @@ class JobController:
 
 def _in_scratch(value: str, scratch: Path) -> str:
     return str(scratch) + value[len("/tmp"):] if value == "/tmp" or value.startswith("/tmp/") else value
+
+
+def _ignored(job_spec: dict[str, Any], pod_status: dict[str, Any]) -> bool:
+    """True when an Ignore rule of the Job's podFailurePolicy matches one of the pod's conditions:
+    the Job controller then neither counts the failure nor uses up a retry."""
+    conditions = {(c["type"], c["status"]) for c in pod_status.get("conditions") or []}
+    return any(
+        rule.get("action") == "Ignore" and any(
+            (p["type"], p.get("status", "True")) in conditions for p in rule.get("onPodConditions") or []
+        )
+        for rule in (job_spec.get("podFailurePolicy") or {}).get("rules") or []
+    )
