@@ -122,7 +122,8 @@ def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | Non
     if job.get("spec", {}).get("suspend") and spec.queue_name:
         return Phase.PENDING, f"waiting for admission by Kueue queue {spec.queue_name}"
     started = shards.active or shards.succeeded or shards.failed or job.get("status", {}).get("startTime")
-    if started:
+    # A shards Job deleted mid-run is created again: the run goes on, it is not Pending anew.
+    if started or (prior is not None and prior.phase is Phase.RUNNING):
         return Phase.RUNNING, f"{shards.succeeded}/{shards.total} shard(s) done, {shards.active} running"
     return Phase.PENDING, "waiting for the shard pods to start"
 

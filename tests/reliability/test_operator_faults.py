@@ -25,6 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not (worker_has("run-shard") and worker_has("gather")), reason="worker run-shard/gather"),
 ]
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+PHASES = {"Pending", "Running", "Suspended", "Finalizing", "Succeeded", "Failed"}
 # Three shards of one line each (one of them an error line): every shard does real work.
 LINES = [served_line("a"), BAD_LINE.ljust(len(served_line("a")), b" "), served_line("c")]
 
@@ -112,7 +113,10 @@ def test_shards_job_deleted_by_hand_is_recreated_and_keeps_finished_shards(
              not in (None, old))
     del controller.pod_budget["d-shards"]
     status = wait_status(kube, "d", "Succeeded", lambda s: s.get("phase") in ("Succeeded", "Failed"))
+    wait_for("the final Event", lambda: any(e["reason"] == status["phase"] for e in events_for(kube, "d")))
     operator.stop()
+    phases = [e["reason"] for e in events_for(kube, "d") if e["reason"] in PHASES]
+    assert phases == ["Pending", "Running", "Finalizing", "Succeeded"]  # never back to Pending
 
     finished_ok(status)
     assert jobs_created(kube) == ["d-gather", "d-shards", "d-shards"]  # only the deleted one again
