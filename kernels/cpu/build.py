@@ -21,6 +21,7 @@ from worker.platform import paddle
 log = get_logger(__name__)
 
 SOURCE = Path(__file__).with_name("paged_attention.cc")
+HEADERS = (Path(__file__).with_name("attention_math.h"),)
 # -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
 # (and one thread pool) in the process instead of adding libgomp beside it.
 CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
@@ -42,6 +43,8 @@ def _cpu_model() -> str:
 
 def build_key() -> str:
     h = hashlib.sha256(SOURCE.read_bytes())
+    for header in HEADERS:
+        h.update(header.read_bytes())
     for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, platform.machine(), _cpu_model()):
         h.update(part.encode())
     return h.hexdigest()[:16]

@@ -16,13 +16,16 @@
 
 #include "paddle/extension.h"
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
+#include "attention_math.h"
 
 namespace {
 
+using namespace bi_attention;
+
 constexpr int kQueryTile = 8;  // query tokens per work item (prefill); decode has 1
+// Keys per pass: 16 rows of K (or V) stay in L1 while every row of the item reads them; a
+// whole 64-token block of one head is 32 KB, as large as L1, and would be read from L2.
+constexpr int64_t kKeyChunk = 16;
 // Below this many multiply-adds a call runs on one thread: a parallel region costs a thread
 // wake-up and a barrier, which a busy (shared) core can stretch to a scheduler time slice.
 constexpr int64_t kParallelWork = int64_t{1} << 21;
@@ -34,105 +37,6 @@ struct WorkItem {
 struct Shapes {
   int64_t num_heads, num_kv_heads, block_size, head_dim, max_blocks;
 };
-
-// exp(x) for x <= 0 (scores minus their running max), vectorisable: 2^n * p(r) with a
-// degree-6 polynomial on r in [-ln2/2, ln2/2]; relative error ~2e-7, and ~0 below -87.
-inline float ExpNonPositive(float x) {
-  x = std::max(x, -87.f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
-  float p = 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
-
-// Ask for n floats into L2 (64-byte lines) without waiting for them.
-inline void Prefetch(const float* p, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
-}
-
-inline void Scale(float alpha, float* __restrict y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
-}
-
-// out[t] = scale * q . k[t] for t < n (keys are rows of d floats).
-void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d, float scale,
-               float* __restrict out) {
-  int64_t t = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  if (d % 8 == 0) {
-    // Eight keys at a time: eight independent FMA chains hide the FMA latency, and one
-    // transposing reduction turns the eight accumulators into eight scores.
-    for (; t + 8 <= n; t += 8) {
-      __m256 a[8];
-      for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
-      const float* kt = k + t * d;
-      for (int64_t i = 0; i < d; i += 8) {
-        const __m256 qv = _mm256_loadu_ps(q + i);
-        for (int j = 0; j < 8; ++j) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kt + j * d + i), a[j]);
-      }
-      const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-      const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
-      const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
-                                        _mm256_permute2f128_ps(s0123, s4567, 0x31));
-      _mm256_storeu_ps(out + t, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
-    }
-  }
-#endif
-  for (; t < n; ++t) {
-    float s = 0.f;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < d; ++i) s += q[i] * k[t * d + i];
-    out[t] = s * scale;
-  }
-}
-
-// acc0 += sum_t p0[t] v[t] and acc1 += sum_t p1[t] v[t], t < n: two rows share each V load.
-void ProbsValues(const float* __restrict p0, const float* __restrict p1, const float* __restrict v, int64_t n,
-                 int64_t d, float* __restrict acc0, float* __restrict acc1) {
-#if defined(__AVX2__) && defined(__FMA__)
-  if (d % 32 == 0) {
-    // Register tile: 2 rows x 32 floats stay in eight accumulators across all n keys.
-    for (int64_t i = 0; i < d; i += 32) {
-      __m256 x0[4], x1[4];
-      for (int j = 0; j < 4; ++j) {
-        x0[j] = _mm256_loadu_ps(acc0 + i + 8 * j);
-        x1[j] = _mm256_loadu_ps(acc1 + i + 8 * j);
-      }
-      for (int64_t t = 0; t < n; ++t) {
-        const __m256 b0 = _mm256_broadcast_ss(p0 + t), b1 = _mm256_broadcast_ss(p1 + t);
-        const float* vt = v + t * d + i;
-        for (int j = 0; j < 4; ++j) {
-          const __m256 vv = _mm256_loadu_ps(vt + 8 * j);
-          x0[j] = _mm256_fmadd_ps(b0, vv, x0[j]);
-          x1[j] = _mm256_fmadd_ps(b1, vv, x1[j]);
-        }
-      }
-      for (int j = 0; j < 4; ++j) {
-        _mm256_storeu_ps(acc0 + i + 8 * j, x0[j]);
-        _mm256_storeu_ps(acc1 + i + 8 * j, x1[j]);
-      }
-    }
-    return;
-  }
-#endif
-  for (int64_t t = 0; t < n; ++t) {
-#pragma omp simd
-    for (int64_t i = 0; i < d; ++i) {
-      acc0[i] += p0[t] * v[t * d + i];
-      acc1[i] += p1[t] * v[t * d + i];
-    }
-  }
-}
 
 std::vector<WorkItem> PlanItems(const int32_t* qsl, int64_t num_seqs, int64_t num_kv_heads) {
   std::vector<WorkItem> items;
@@ -157,7 +61,7 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   std::vector<float> acc(rows * d, 0.f), m(rows, -std::numeric_limits<float>::infinity()),
       l(rows, 0.f), scores(rows * bs), spare(d);
   std::vector<const float*> q(rows);
-  std::vector<int64_t> last(rows);  // last key position each row may see
+  std::vector<int64_t> last(rows), seen(rows);  // last key position each row may see; its keys in a block
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t j = w.q_begin + r / group, h = w.kv_head * group + r % group;
     q[r] = query + ((qsl[w.seq] + j) * s.num_heads + h) * d;
@@ -166,40 +70,54 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   const int64_t max_last = last[rows - 1];
   const int32_t* table = block_tables + w.seq * s.max_blocks;
   const int64_t head_stride = bs * d, block_stride = s.num_kv_heads * head_stride;
+  PrefetchStream stream;
+  // Floats to prefetch per Q.K call, so one head of a block spreads over the block's calls.
+  const int64_t slice = std::max<int64_t>(16, head_stride / (rows * ((bs + kKeyChunk - 1) / kKeyChunk)));
   for (int64_t blk = 0; blk * bs <= max_last; ++blk) {
     const int64_t start = blk * bs;
     const int64_t off = table[blk] * block_stride + w.kv_head * head_stride;
     const float* kb = k_cache + off;
     const float* vb = v_cache + off;
-    if ((blk + 1) * bs <= max_last) {  // blocks are scattered: start the next one's loads early
-      const int64_t next = table[blk + 1] * block_stride + w.kv_head * head_stride;
-      Prefetch(k_cache + next, head_stride);
-      Prefetch(v_cache + next, head_stride);
-    }
+    // While Q.K runs over this block, its V streams in; while P.V runs, the next block's K does.
+    stream.Reset(vb, head_stride);
     int64_t n_max = 0;  // keys of this block the furthest row sees
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t n = std::max<int64_t>(0, std::min<int64_t>(bs, last[r] - start + 1));
-      n_max = std::max(n_max, n);
+      seen[r] = std::max<int64_t>(0, std::min<int64_t>(bs, last[r] - start + 1));
+      n_max = std::max(n_max, seen[r]);
+    }
+    // Q.K in chunks of keys small enough to stay in L1 while every row of the item reads them.
+    for (int64_t c = 0; c < n_max; c += kKeyChunk) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t n = std::min(seen[r], c + kKeyChunk) - c;
+        stream.Step(slice);
+        if (n > 0) QueryKeys(q[r], kb + c * d, n, d, scale, scores.data() + r * bs + c);
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t n = seen[r];
       float* sc = scores.data() + r * bs;
       std::fill(sc + n, sc + bs, 0.f);  // masked keys weigh nothing in the P.V pass
       if (n == 0) continue;
-      QueryKeys(q[r], kb, n, d, scale, sc);
       const float new_m = std::max(m[r], *std::max_element(sc, sc + n));
       const float correction = std::exp(m[r] - new_m);  // exp(-inf) = 0 on the first block
-      float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t t = 0; t < n; ++t) {
-        sc[t] = ExpNonPositive(sc[t] - new_m);
-        sum += sc[t];
-      }
+      const float sum = ExpShifted(sc, n, new_m);
       if (correction != 1.f) Scale(correction, acc.data() + r * d, d);
       l[r] = l[r] * correction + sum;
       m[r] = new_m;
     }
-    for (int64_t r = 0; r < rows; r += 2) {
-      const int64_t r1 = std::min(r + 1, rows - 1);  // an odd last row pairs with itself
-      float* a1 = r1 == r ? spare.data() : acc.data() + r1 * d;
-      ProbsValues(scores.data() + r * bs, scores.data() + r1 * bs, vb, n_max, d, acc.data() + r * d, a1);
+    stream.Step(head_stride);  // whatever of V is left
+    if ((blk + 1) * bs <= max_last) {
+      stream.Reset(k_cache + table[blk + 1] * block_stride + w.kv_head * head_stride, head_stride);
+    }
+    for (int64_t c = 0; c < n_max; c += kKeyChunk) {
+      const int64_t n = std::min(n_max, c + kKeyChunk) - c;
+      for (int64_t r = 0; r < rows; r += 2) {
+        stream.Step(slice * 2);
+        const int64_t r1 = std::min(r + 1, rows - 1);  // an odd last row pairs with itself
+        float* a1 = r1 == r ? spare.data() : acc.data() + r1 * d;
+        ProbsValues(scores.data() + r * bs + c, scores.data() + r1 * bs + c, vb + c * d, n, d,
+                    acc.data() + r * d, a1);
+      }
     }
   }
   for (int64_t r = 0; r < rows; ++r) {

@@ -70,7 +70,7 @@ def test_mixed_batch_matches_reference(backends, num_heads, num_kv_heads):
     check(backends, MIXED, num_heads, num_kv_heads, seed=num_heads * 10 + num_kv_heads)
 
 
-@pytest.mark.parametrize("head_dim,block_size", [(64, 64), (128, 64), (96, 8), (8, 4)])
+@pytest.mark.parametrize("head_dim,block_size", [(64, 64), (128, 64), (128, 24), (96, 8), (8, 4)])
 def test_head_dims_and_block_sizes(backends, head_dim, block_size):
     specs = [(block_size * 3 + 1, 1), (block_size * 2, block_size + 3), (5, 5), (block_size, 1)]
     check(backends, specs, 8, 2, head_dim=head_dim, block_size=block_size, seed=head_dim)
