@@ -1,9 +1,13 @@
 """Build the C++ op with paddle.utils.cpp_extension once, cache it, load it.
 
-The shared library lives under a directory keyed by a hash of the source, the compiler flags,
-the Paddle version and the CPU (the code is compiled with -march=native), so an edit or
-another machine rebuilds and a second process only loads (no compiler, no subprocess).
-Concurrent first builds are serialised by a file lock.
+The shared library lives under a directory keyed by a hash of the sources, the compiler
+flags, the Paddle version and the instruction set it targets, so an edit or another kind of
+CPU rebuilds and a second process only loads (no compiler, no subprocess). Concurrent first
+builds are serialised by a file lock.
+
+On x86-64 CPUs with AVX2 and FMA the target is x86-64-v3 rather than -march=native, so a
+library built once (`worker build-kernels`, run in the image build) serves every such CPU:
+BATCHINFER_PREBUILT_KERNELS_DIR names that read-only directory, searched before the cache.
 """
 
 import contextlib
@@ -24,7 +28,7 @@ SOURCE = Path(__file__).with_name("paged_attention.cc")
 HEADERS = (Path(__file__).with_name("attention_math.h"),)
 # -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
 # (and one thread pool) in the process instead of adding libgomp beside it.
-CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
+CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
 LD_FLAGS = ["-liomp5"]
 OP_NAMES = ("bi_paged_attention", "bi_write_kv")
 
@@ -33,19 +37,30 @@ class KernelBuildError(RuntimeError):
     """The fast CPU op could not be compiled or loaded here (no compiler, unwritable cache, ...)."""
 
 
-def _cpu_model() -> str:
+# What x86-64-v3 requires, as /proc/cpuinfo spells it (abm = LZCNT).
+_X86_64_V3 = frozenset({"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"})
+
+
+def _cpuinfo(field: str) -> str:
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
         for line in f:
-            if line.startswith("model name") or line.startswith("flags"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
-    return platform.processor()
+    return ""
+
+
+def target() -> tuple[str, str]:
+    """(the -march flag, what the library is specific to)."""
+    if platform.machine() == "x86_64" and _X86_64_V3 <= set(_cpuinfo("flags").split()):
+        return "-march=x86-64-v3", "x86-64-v3"
+    return "-march=native", _cpuinfo("model name") or platform.processor()  # this CPU only
 
 
 def build_key() -> str:
     h = hashlib.sha256(SOURCE.read_bytes())
     for header in HEADERS:
         h.update(header.read_bytes())
-    for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, platform.machine(), _cpu_model()):
+    for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, platform.machine(), *target()):
         h.update(part.encode())
     return h.hexdigest()[:16]
 
@@ -58,6 +73,11 @@ def cache_root() -> Path:
     return Path(base) / "batchinfer"
 
 
+def library_path(root: Path, name: str) -> Path:
+    """Where a build under `root` (a cache or a prebuilt directory) leaves the library."""
+    return root / "kernels" / name / name / f"{name}.so"
+
+
 def _compile(name: str, build_dir: Path) -> set[str]:
     """Compile and register (load() does both); returns the op names now available."""
     from paddle.utils.cpp_extension import load
@@ -65,7 +85,7 @@ def _compile(name: str, build_dir: Path) -> set[str]:
     log.info("building the CPU attention op", build_dir=str(build_dir))
     # cpp_extension prints progress with print(); keep stdout for the caller's output.
     with contextlib.redirect_stdout(sys.stderr):
-        module = load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=CXX_FLAGS,
+        module = load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=[*CXX_FLAGS, target()[0]],
                       extra_ldflags=LD_FLAGS, build_directory=str(build_dir), verbose=False)
     return {op for op in OP_NAMES if hasattr(module, op)}
 
@@ -94,10 +114,12 @@ def load_ops() -> Path:
 
 
 def _build_and_register() -> Path:
-    key = build_key()
-    name = f"bi_cpu_{key}"
-    build_dir = cache_root() / "kernels" / name
-    library = build_dir / name / f"{name}.so"
+    name = f"bi_cpu_{build_key()}"
+    prebuilt = os.environ.get("BATCHINFER_PREBUILT_KERNELS_DIR")
+    if prebuilt and library_path(Path(prebuilt), name).exists():
+        return _load_prebuilt(library_path(Path(prebuilt), name))
+    library = library_path(cache_root(), name)
+    build_dir = library.parent.parent
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
         with open(build_dir / ".lock", "w") as lock:
@@ -105,6 +127,20 @@ def _build_and_register() -> Path:
             registered = _register(library) if library.exists() else _compile(name, build_dir)
     except Exception as exc:  # compiler missing, read-only cache, ABI trouble: all mean "cannot"
         raise KernelBuildError(f"cannot build or load the CPU attention op in {build_dir}: {exc}") from exc
+    return _all_defined(library, registered)
+
+
+def _load_prebuilt(library: Path) -> Path:
+    """A library built ahead of time, on a read-only file system: no lock, no compiler."""
+    try:
+        registered = _register(library)
+    except Exception as exc:
+        raise KernelBuildError(f"cannot load the prebuilt CPU attention op {library}: {exc}") from exc
+    log.info("loaded the prebuilt CPU attention op", library=str(library))
+    return _all_defined(library, registered)
+
+
+def _all_defined(library: Path, registered: set[str]) -> Path:
     missing = set(OP_NAMES) - registered
     if missing:
         raise KernelBuildError(f"{library} does not define {sorted(missing)}")

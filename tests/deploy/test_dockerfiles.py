@@ -90,3 +90,14 @@ def test_reader_sees_extras_continuations_and_the_last_stage(tmp_path):
     assert pip_extras(items[2].args) == [{"worker", "operator"}]
     assert [i.args for i in final_stage(items) if i.op == "USER"] == ["root"]
     assert copy_sources(items[4]) == []
+
+
+def test_cpu_worker_image_prebuilds_the_attention_op_where_the_runtime_looks():
+    built = [c for c in runs(WORKER) if "worker build-kernels" in c]
+    assert len(built) == 1 and '"$VARIANT" = "cpu"' in built[0]
+    target = built[0].split("worker build-kernels", 1)[1].split()[0].rstrip(";")
+    final = final_stage(instructions(WORKER))
+    envs = " ".join(i.args for i in final if i.op == "ENV")
+    assert f"BATCHINFER_PREBUILT_KERNELS_DIR={target}" in envs
+    copies = [i.args for i in final if i.op == "COPY"]
+    assert f"--from=build {target} {target}" in copies
