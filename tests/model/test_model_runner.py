@@ -66,3 +66,15 @@ def test_greedy_decode_of_a_batch_is_token_identical(tiny_model):
     model.eval()
     for p, s in zip(prompts, seqs):
         assert s.tokens[len(p):] == reference_greedy(model, p, steps)
+
+
+def test_small_steps_run_on_one_thread_and_large_ones_on_all(tiny_model):
+    r = ModelRunner(tiny_model, CPU, block_size=16, num_blocks=300, max_num_batched_tokens=4096)
+    r.max_threads = 2  # as with OMP_NUM_THREADS=2, whatever this machine has
+    decode = [(Seq(list(range(3, 200)), num_computed=196), 1) for _ in range(64)]
+    assert r.threads_for(build_batch(BlockPool(16), decode)) == 1
+    prefill = build_batch(BlockPool(16), [(Seq([5] * 4000), 4000)])
+    assert r.threads_for(prefill) == 2
+    before = r.execute(build_batch(BlockPool(16), [(Seq([5, 6, 7]), 3)]))
+    r.execute(prefill)  # a parallel step between two small ones changes nothing
+    assert np.array_equal(r.execute(build_batch(BlockPool(16), [(Seq([5, 6, 7]), 3)])), before)

@@ -43,27 +43,35 @@ class InputBatch:
 
 
 def build_input_batch(scheduled: "list[ScheduledSequence]", block_size: int) -> InputBatch:
-    """The flat batch of one step: each sequence's next `num_new_tokens` tokens, vectorised."""
+    """The flat batch of one step: each sequence's next `num_new_tokens` tokens, vectorised.
+
+    Per-sequence work is plain list handling, turned into arrays once (a decode step has one
+    token and a few blocks per sequence: a small NumPy array per sequence would cost more).
+    """
     assert scheduled, "an empty step has no batch"
     seqs = [s.seq for s in scheduled]
-    starts = np.array([s.num_computed_tokens for s in seqs], dtype=np.int64)
-    qlens = np.array([s.num_new_tokens for s in scheduled], dtype=np.int64)
+    starts_list = [s.num_computed_tokens for s in seqs]
+    qlens_list = [s.num_new_tokens for s in scheduled]
+    tokens: list[int] = []
+    for seq, b, n in zip(seqs, starts_list, qlens_list):
+        tokens += seq.token_ids[b : b + n]
+    max_blocks = max(len(s.block_table) for s in seqs)
+    flat_tables: list[int] = []
+    for seq in seqs:
+        flat_tables += seq.block_table
+        if len(seq.block_table) < max_blocks:
+            flat_tables += [0] * (max_blocks - len(seq.block_table))
+    block_tables = np.array(flat_tables, dtype=np.int32).reshape(len(seqs), max_blocks)
+    starts, qlens = np.array(starts_list, dtype=np.int64), np.array(qlens_list, dtype=np.int64)
     ends = starts + qlens
     cu = np.zeros(len(seqs) + 1, dtype=np.int64)
     np.cumsum(qlens, out=cu[1:])
-    token_ids = np.concatenate(
-        [np.asarray(s.token_ids[b:e], dtype=np.int64) for s, b, e in zip(seqs, starts.tolist(), ends.tolist())]
-    )
     owner = np.repeat(np.arange(len(seqs)), qlens)  # [T] row of the sequence owning each token
     positions = np.arange(int(cu[-1]), dtype=np.int64) - cu[:-1][owner] + starts[owner]
-    max_blocks = max(len(s.block_table) for s in seqs)
-    block_tables = np.zeros((len(seqs), max_blocks), dtype=np.int32)
-    for b, s in enumerate(seqs):
-        block_tables[b, : len(s.block_table)] = s.block_table
     slot_mapping = block_tables[owner, positions // block_size].astype(np.int64) * block_size + positions % block_size
     samples = np.array([s.samples for s in scheduled], dtype=bool)
     return InputBatch(
-        token_ids=token_ids,
+        token_ids=np.array(tokens, dtype=np.int64),
         positions=positions,
         slot_mapping=slot_mapping,
         query_start_loc=cu.astype(np.int32),
