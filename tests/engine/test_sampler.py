@@ -214,3 +214,61 @@ def test_seeded_completions_of_one_request_differ_by_index():
 def test_a_step_without_sampling_rows():
     out = Sampler()(np.zeros((0, V), dtype=np.float32), [])
     assert out.token_ids.shape == (0,) and out.token_ids.dtype == np.int64 and out.logprobs is None
+
+
+# -- large vocabularies: candidates found without a full sort agree with one ----------------------
+
+BIG_V = 30000  # > the draw's block of 1024 tokens, and wide enough for the threshold windows
+
+
+def big_row(spread: float, seed: int = 11) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, spread, size=BIG_V).astype(np.float32)
+
+
+@pytest.mark.parametrize("spread", [0.05, 3.0, 30.0])  # flat, LM-like, and one token far ahead
+@pytest.mark.parametrize("top_k", [2, 50, 700])
+def test_top_k_over_a_large_vocabulary_matches_a_full_sort(spread, top_k):
+    row = big_row(spread)
+    cand, probs = filter_probs(row, SamplingParams(top_k=top_k, temperature=0.7))
+    p = _probs(row.astype(np.float64) / 0.7)
+    top = np.argsort(-row, kind="stable")[:top_k]
+    # Tokens under e^-50 of the top one's probability may be left out: they weigh nothing.
+    expected = np.sort(top[p[top] > np.exp(-50) * p.max()])
+    assert cand.tolist() == expected.tolist()
+    np.testing.assert_allclose(probs, p[expected] / p[expected].sum(), rtol=1e-9, atol=1e-300)
+
+
+@pytest.mark.parametrize("min_p", [0.001, 0.1, 0.9])
+def test_min_p_over_a_large_vocabulary_matches_its_definition(min_p):
+    row = big_row(3.0)
+    cand, _ = filter_probs(row, SamplingParams(min_p=min_p, temperature=1.3))
+    p = _probs(row.astype(np.float64) / 1.3)
+    assert cand.tolist() == np.flatnonzero(p >= min_p * p.max()).tolist()
+    both, _ = filter_probs(row, SamplingParams(min_p=min_p, top_k=5, temperature=1.3))
+    assert both.tolist() == sorted(set(cand.tolist()) & set(np.argsort(-row)[:5].tolist()))
+
+
+def test_temperature_draws_over_a_large_vocabulary_follow_the_probabilities():
+    row = big_row(1.0, seed=4)
+    row[[3, 2000, 29999]] = [9.0, 8.5, 8.0]  # three likely tokens in different blocks
+    row[5000:6000] = -np.inf  # a masked block never comes out
+    seqs = [make_seq([1], temperature=0.8) for _ in range(3000)]
+    tokens = Sampler(seed=3)(np.tile(row, (len(seqs), 1)), seqs).token_ids
+    p = _probs(row.astype(np.float64) / 0.8)
+    for t in (3, 2000, 29999):
+        assert abs((tokens == t).mean() - p[t]) < 0.03
+    assert not ((tokens >= 5000) & (tokens < 6000)).any()
+    assert (p[tokens] > 0).all() and len(set(tokens.tolist())) > 50  # the tail is drawn too
+
+
+def test_logprobs_over_a_large_vocabulary_are_the_exact_top_k():
+    row = big_row(3.0)
+    row[100] = row[101] = row.max() + 1  # a tie: the lower id first
+    seq = make_seq([1], temperature=0, logprobs=20)
+    out = Sampler()(row[None, :], [seq]).logprobs[0]
+    x = row.astype(np.float64)
+    expected = x - (x.max() + math.log(np.exp(x - x.max()).sum()))
+    top = sorted(range(BIG_V), key=lambda t: (-expected[t], t))[:20]
+    assert list(out) == top and top[:2] == [100, 101]
+    for t, lp in out.items():
+        assert lp == pytest.approx(expected[t], abs=1e-6)

@@ -70,3 +70,11 @@ def test_only_rejects_an_unknown_group(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--only", "decode,nope"])
     assert "--only takes a comma list" in capsys.readouterr().err
+
+
+def test_sampler_rows_for_every_setting(report):
+    from worker.bench.sampler import SETTINGS
+
+    assert "## Sampler (64 rows x 2,048 vocabulary)" in report
+    rows = {r[0]: float(r[1]) for r in table_rows(report) if len(r) == 2 and r[0] != "sampling parameters"}
+    assert set(rows) == set(SETTINGS) and all(ms > 0 for ms in rows.values())

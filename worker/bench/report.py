@@ -5,6 +5,7 @@ from pydantic import BaseModel
 from worker.bench.attention import AttentionResult
 from worker.bench.engine_run import WorkloadResult
 from worker.bench.machine import MachineInfo, MachineLimits
+from worker.bench.sampler import SamplerResult
 
 
 class Target(BaseModel):
@@ -29,6 +30,7 @@ class BenchReport(BaseModel):
     workloads: list[WorkloadResult]
     attention: list[AttentionResult]
     total_seconds: float
+    sampler: list[SamplerResult] = []
 
     def result(self, name: str, engine: str = "ours") -> WorkloadResult | None:
         return next((r for r in self.workloads if r.name == name and r.engine == engine), None)
@@ -105,6 +107,15 @@ def kernel_table(r: BenchReport) -> list[str]:
     return rows
 
 
+def sampler_table(r: BenchReport) -> list[str]:
+    if not r.sampler:
+        return []
+    s = r.sampler[0]
+    return [f"## Sampler ({s.rows} rows x {s.vocab_size:,} vocabulary)", "",
+            "| sampling parameters | ms per step |", "|---|---:|",
+            *(f"| {x.setting} | {1e3 * x.seconds:.2f} |" for x in r.sampler), ""]
+
+
 def target_table(r: BenchReport) -> list[str]:
     rows = ["| target | measured | goal | met |", "|---|---:|---:|---|"]
     for t in targets(r):
@@ -136,6 +147,6 @@ def render(r: BenchReport) -> str:
         f"copy bandwidth = {lim.copy_gbps:.1f} GB/s (read + write, {lim.copy_bytes >> 20} MiB array)",
         *([agreement] if agreement else []),
         "", "## Workloads", "", *workload_table(r), "", "## Attention kernel (decode)", "", *kernel_table(r),
-        "", "## Targets (issue 6)", "", *target_table(r), "", *METHOD,
+        "", *sampler_table(r), "## Targets (issue 6)", "", *target_table(r), "", *METHOD,
     ]
     return "\n".join(lines)

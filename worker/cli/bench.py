@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 HELP = "benchmark the engine (issue 6 workloads) and write benchmarks/RESULTS.md"
-GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention")
+GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention", "sampler")
 
 
 def _groups(value: str) -> frozenset[str]:
@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from worker.bench.machine import best_limits, machine_info
     from worker.bench.models import model_dir
     from worker.bench.report import BenchReport, render
+    from worker.bench.sampler import run_sampler_bench
     from worker.bench.workloads import full_plan, quick_plan
 
     start = time.perf_counter()
@@ -85,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
         results.append(run_baseline(str(big), plan.baseline))
     after_limits, after_attention = _limits(plan, args.only)  # the host is shared: keep the best
     limits, attention = best_limits(limits, after_limits), best_attention(attention, after_attention)
+    sampler = run_sampler_bench(64, plan.big_model.vocab_size, plan.repeats) if "sampler" in args.only else []
     report = BenchReport(
         command=_command(args),
         quick=args.quick, info=machine_info(), limits=limits, workloads=results, attention=attention,
-        total_seconds=time.perf_counter() - start,
+        sampler=sampler, total_seconds=time.perf_counter() - start,
     )
     text = render(report)
     print(text)
