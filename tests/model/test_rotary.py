@@ -23,10 +23,12 @@ def textbook_rope(x: np.ndarray, theta: np.ndarray, interleaved: bool) -> np.nda
     return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
 
 
-def rotate(x: np.ndarray) -> np.ndarray:
+def rotate(x: np.ndarray, rotated_heads: int = HEADS) -> np.ndarray:
+    """x [T, H, D]: the first rotated_heads heads turned, the others left as they are."""
     inv_freq = inv_frequencies(HEAD_DIM, 10000.0)
     with paddle.no_grad():
-        out = apply_rotary(paddle.to_tensor(x), rotation(POSITIONS, inv_freq, HEADS))
+        turns = rotation(POSITIONS, inv_freq, rotated_heads, x.shape[1])
+        out = apply_rotary(paddle.to_tensor(x.reshape(x.shape[0], -1)), turns)
     return out.numpy().reshape(x.shape)
 
 
@@ -38,6 +40,13 @@ def test_interleaved_pairs_rotate_as_rope():
     x = np.random.default_rng(0).standard_normal((TOKENS, HEADS, HEAD_DIM)).astype(np.float32)
     expected = textbook_rope(x.astype(np.float64), angles_of_positions(), interleaved=True)
     np.testing.assert_allclose(rotate(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_heads_past_the_rotated_ones_come_out_bit_for_bit():
+    x = np.random.default_rng(2).standard_normal((TOKENS, HEADS + 2, HEAD_DIM)).astype(np.float32)
+    out = rotate(x, rotated_heads=HEADS)
+    assert np.array_equal(out[:, HEADS:], x[:, HEADS:])  # v rides along unturned
+    assert np.array_equal(out[:, :HEADS], rotate(x[:, :HEADS]))
 
 
 def test_pair_halves_makes_neox_pairs_adjacent():

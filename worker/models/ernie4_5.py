@@ -39,7 +39,7 @@ class AttentionInputs:
 class _Step:
     """The per-step tensors every layer reads."""
 
-    rotation: object  # [T, Hq + Hkv, D/2] complex
+    rotation: object  # [T, Hq + 2 Hkv, D/2] complex: q and k heads turned, v heads not
     slots: object  # [T] int64
     attn: AttentionInputs
 
@@ -48,7 +48,7 @@ def rms_normalize(x, eps: float):
     """x / rms(x) with float32 statistics (paddleformers' RMSNorm without its weight)."""
     xf = x if x.dtype == paddle.float32 else x.astype("float32")
     # square, not pow(2): Paddle's CPU pow is ~10x slower and the result is the same.
-    out = _C.multiply(_C.rsqrt(_C.scale(_C.mean(_C.square(xf), [xf.ndim - 1], True), 1.0, eps, True)), xf)
+    out = _C.multiply(xf, _C.rsqrt(_C.scale(_C.mean(_C.square(xf), [xf.ndim - 1], True), 1.0, eps, True)))
     return out if xf is x else out.astype(x.dtype)
 
 
@@ -84,14 +84,14 @@ class Ernie4_5ForCausalLM:
         self.inv_freq = inv_frequencies(config.head_dim, config.rope_theta)
         self.scale = config.head_dim**-0.5
         c = config
-        self._qk_heads = c.num_attention_heads + c.num_key_value_heads
-        self._qkv_split = [self._qk_heads, c.num_key_value_heads]
-        self._qk_split = [c.num_attention_heads, c.num_key_value_heads]
+        self._qkv_split = [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads]
 
     def forward(self, input_ids, positions: np.ndarray, sample_indices, attn: AttentionInputs, kv_caches):
         """input_ids [T] int64 tensor; positions [T] int64 NumPy; sample_indices [S] int64 tensor,
         or None for every row in order; kv_caches [(k, v)] per layer. Returns logits [S, V] float32."""
-        step = _Step(rotation(positions, self.inv_freq, self._qk_heads), paddle.to_tensor(attn.slot_mapping), attn)
+        heads = self._qkv_split
+        turns = rotation(positions, self.inv_freq, heads[0] + heads[1], sum(heads))
+        step = _Step(turns, paddle.to_tensor(attn.slot_mapping), attn)
         h = _C.embedding(input_ids, self.embed, -1, False)
         for layer, kv_cache in zip(self.layers, kv_caches):
             h = self._attention(layer, h, step, kv_cache)
@@ -113,10 +113,10 @@ class Ernie4_5ForCausalLM:
             qkv = _C.matmul(x, layer.qkv_weight, False, False)
         else:
             qkv = _C.addmm(layer.qkv_bias, x, layer.qkv_weight, 1.0, 1.0)
-        qk, v = _C.split(_C.reshape(qkv, [0, -1, c.head_dim]), self._qkv_split, 1)
-        # q and k heads rotate together: one complex multiply per layer.
-        pairs = _C.split(apply_rotary(qk, step.rotation), self._qk_split, 1)  # [T, H, D/2, 2] each
-        q, k = (_C.reshape(part, [0, 0, -1]) for part in pairs)
+        # q and k heads rotate in one complex multiply per layer; v goes through it unturned, so
+        # a single split (a copy on Paddle's CPU) gives all three.
+        parts = _C.split(apply_rotary(qkv, step.rotation), self._qkv_split, 1)  # [T, H, D/2, 2] each
+        q, k, v = (_C.reshape(part, [0, 0, -1]) for part in parts)
         self.backend.write_kv(*kv_cache, k, v, step.slots)
         a = step.attn
         out = self.backend.paged_attention(q, *kv_cache, a.query_start_loc, a.seq_lens, a.block_tables, self.scale)

@@ -28,28 +28,32 @@ def pair_halves(w: np.ndarray, head_dim: int) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(heads, -1, -2).reshape(w.shape))
 
 
-def angles(positions: np.ndarray, inv_freq: np.ndarray, num_heads: int) -> np.ndarray:
-    """positions [T] -> [T, heads, D/2] float32 angles, the same for every head.
+def angles(positions: np.ndarray, inv_freq: np.ndarray, rotated_heads: int, heads: int) -> np.ndarray:
+    """positions [T] -> [T, heads, D/2] float32 angles: the same for each of the first
+    `rotated_heads` heads, 0 (no turn) for the others (v rides along in the same multiply).
 
     One float32 product per element, as paddleformers' position x inv_freq, so cos/sin of these
     are the reference's values. Full shape: a multiply that broadcasts over the head axis is
     ~10x slower than a plain one on Paddle's CPU.
     """
-    freqs = positions.astype(np.float32)[:, None, None] * inv_freq[None, None, :]
-    return np.broadcast_to(freqs, (freqs.shape[0], num_heads, freqs.shape[2]))
+    out = np.zeros((positions.shape[0], heads, inv_freq.shape[0]), dtype=np.float32)
+    out[:, :rotated_heads] = (positions.astype(np.float32)[:, None] * inv_freq[None, :])[:, None, :]
+    return out
 
 
-def rotation(positions: np.ndarray, inv_freq: np.ndarray, num_heads: int):
-    """The step's rotation factors cos + i sin, [T, heads, D/2] complex64."""
-    theta = paddle.to_tensor(angles(positions, inv_freq, num_heads))
+def rotation(positions: np.ndarray, inv_freq: np.ndarray, rotated_heads: int, heads: int):
+    """The step's rotation factors cos + i sin, [T, heads, D/2] complex64 (1 past rotated_heads)."""
+    theta = paddle.to_tensor(angles(positions, inv_freq, rotated_heads, heads))
     return _C.as_complex(_C.stack([_C.cos(theta), _C.sin(theta)], 3))
 
 
 def apply_rotary(x, rotation):
-    """x [T, H, D] with adjacent pairs, times the rotation [T, H, D/2] -> [T, H, D/2, 2].
+    """x [T, H * D] with adjacent pairs, times the rotation [T, H, D/2] -> [T, H, D/2, 2].
 
-    Computed in float32 whatever the model's dtype (complex64 is the narrowest complex type).
+    Computed in float32 whatever the model's dtype (complex64 is the narrowest complex type);
+    a head turned by 0 comes out bit for bit (x*1 - y*0 = x, x*0 + y*1 = y).
     """
     xf = x if x.dtype == paddle.float32 else x.astype("float32")
-    out = _C.as_real(_C.multiply(_C.as_complex(_C.reshape(xf, [0, 0, -1, 2])), rotation))
+    pairs = _C.reshape(xf, [0, rotation.shape[1], -1, 2])
+    out = _C.as_real(_C.multiply(_C.as_complex(pairs), rotation))
     return out if xf is x else out.astype(x.dtype)
