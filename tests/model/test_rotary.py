@@ -4,7 +4,7 @@ pair reordering the loader applies to GPT-NeoX-style models."""
 import numpy as np
 import pytest
 
-from worker.models.rotary import apply_rotary, inv_frequencies, pair_halves, rotation
+from worker.models.rotary import RotaryTable, apply_rotary, inv_frequencies, pair_halves
 from worker.platform import paddle
 
 HEAD_DIM, HEADS, TOKENS = 8, 3, 5
@@ -25,9 +25,8 @@ def textbook_rope(x: np.ndarray, theta: np.ndarray, interleaved: bool) -> np.nda
 
 def rotate(x: np.ndarray, rotated_heads: int = HEADS) -> np.ndarray:
     """x [T, H, D]: the first rotated_heads heads turned, the others left as they are."""
-    inv_freq = inv_frequencies(HEAD_DIM, 10000.0)
     with paddle.no_grad():
-        turns = rotation(POSITIONS, inv_freq, rotated_heads, x.shape[1])
+        turns = RotaryTable(HEAD_DIM, 10000.0).turns(POSITIONS, rotated_heads, x.shape[1])
         out = apply_rotary(paddle.to_tensor(x.reshape(x.shape[0], -1)), turns)
     return out.numpy().reshape(x.shape)
 
@@ -47,6 +46,19 @@ def test_heads_past_the_rotated_ones_come_out_bit_for_bit():
     out = rotate(x, rotated_heads=HEADS)
     assert np.array_equal(out[:, HEADS:], x[:, HEADS:])  # v rides along unturned
     assert np.array_equal(out[:, :HEADS], rotate(x[:, :HEADS]))
+
+
+def test_the_table_grows_and_gathers_the_factors_paddle_computes():
+    table = RotaryTable(HEAD_DIM, 10000.0)
+    with paddle.no_grad():
+        first = table.turns(np.array([3, 0]), 1, 2).numpy()
+        grown = table.turns(np.array([5000, 3]), 1, 2).numpy()  # past the first 1024 positions
+        theta = paddle.to_tensor(np.array([3, 0, 5000], np.float32)[:, None] * table.inv_freq[None, :])
+        cos, sin = paddle.cos(theta).numpy(), paddle.sin(theta).numpy()
+    assert table.table.shape[0] >= 5001
+    assert np.array_equal(first[0, 0], cos[0] + 1j * sin[0]) and np.array_equal(grown[1, 0], first[0, 0])
+    assert np.array_equal(grown[0, 0], cos[2] + 1j * sin[2])
+    assert np.array_equal(first[:, 1], np.ones((2, HEAD_DIM // 2)))  # the unturned head, and position 0
 
 
 def test_pair_halves_makes_neox_pairs_adjacent():

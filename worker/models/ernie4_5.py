@@ -16,7 +16,7 @@ import numpy as np
 
 from kernels import AttentionBackend
 from worker.models.config import ModelConfig
-from worker.models.rotary import apply_rotary, inv_frequencies, pair_halves, rotation
+from worker.models.rotary import RotaryTable, apply_rotary, pair_halves
 from worker.models.weight_loader import LayerWeights, ModelWeights
 from worker.platform import paddle
 
@@ -81,7 +81,7 @@ class Ernie4_5ForCausalLM:
         self.layers = [_Layer(w, config, dtype) for w in weights.layers]
         self.norm = paddle.to_tensor(weights.norm).astype(dtype)
         self.lm_head = None if weights.lm_head is None else paddle.to_tensor(weights.lm_head).astype(dtype)
-        self.inv_freq = inv_frequencies(config.head_dim, config.rope_theta)
+        self.rotary = RotaryTable(config.head_dim, config.rope_theta)
         self.scale = config.head_dim**-0.5
         c = config
         self._qkv_split = [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads]
@@ -90,14 +90,14 @@ class Ernie4_5ForCausalLM:
         """input_ids [T] int64 tensor; positions [T] int64 NumPy; sample_indices [S] int64 tensor,
         or None for every row in order; kv_caches [(k, v)] per layer. Returns logits [S, V] float32."""
         heads = self._qkv_split
-        turns = rotation(positions, self.inv_freq, heads[0] + heads[1], sum(heads))
+        turns = self.rotary.turns(positions, heads[0] + heads[1], sum(heads))
         step = _Step(turns, paddle.to_tensor(attn.slot_mapping), attn)
         h = _C.embedding(input_ids, self.embed, -1, False)
         for layer, kv_cache in zip(self.layers, kv_caches):
             h = self._attention(layer, h, step, kv_cache)
             h = self._mlp(layer, h)
         if sample_indices is not None:
-            h = _C.index_select(h, sample_indices, 0)  # the norm is per row: select first
+            h = _C.embedding(sample_indices, h, -1, False)  # a row gather; the norm is per row: select first
         h = _C.multiply(rms_normalize(h, self.config.rms_norm_eps), self.norm)
         if self.lm_head is None:
             logits = _C.matmul(h, self.embed, False, True)
