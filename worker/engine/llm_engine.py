@@ -3,8 +3,9 @@
 One step: the scheduler picks the sequences and token counts, `build_input_batch` makes the
 flat batch, the model runner computes logits of the sampling rows, the sampler picks tokens,
 the scheduler advances and applies token stops, and the detokenizers extend the text and
-apply stop strings. Streaming callers (`worker run-batch`) add requests as they read them and
-collect what each step finishes; `LLM` wraps it for whole lists.
+apply stop strings (a sequence without stop strings is decoded once, when it ends).
+Streaming callers (`worker run-batch`) add requests as they read them and collect what each
+step finishes; `LLM` wraps it for whole lists.
 """
 
 import dataclasses
@@ -166,7 +167,12 @@ class LLMEngine:
         return [self._finish(state) for state in touched.values() if state.finished]
 
     def _detokenize(self, state: RequestState, seq: Sequence) -> None:
-        matched_stop = state.detokenizers[seq.index].update(seq.output_token_ids, final=seq.is_finished)
+        detokenizer = state.detokenizers[seq.index]
+        if not detokenizer.stop and not seq.is_finished:
+            # No stop string to watch for and outputs are only returned finished: decode the text
+            # once at the end (the same text, the detokenizer's contract) instead of twice a token.
+            return
+        matched_stop = detokenizer.update(seq.output_token_ids, final=seq.is_finished)
         if matched_stop is not None:
             self.scheduler.finish(seq, "stop")  # wins over "length" reached by the same token
 
