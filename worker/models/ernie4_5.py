@@ -44,12 +44,19 @@ class _Step:
     attn: AttentionInputs
 
 
-def rms_normalize(x, eps: float):
-    """x / rms(x) with float32 statistics (paddleformers' RMSNorm without its weight)."""
-    xf = x if x.dtype == paddle.float32 else x.astype("float32")
-    # square, not pow(2): Paddle's CPU pow is ~10x slower and the result is the same.
-    out = _C.multiply(xf, _C.rsqrt(_C.scale(_C.mean(_C.square(xf), [xf.ndim - 1], True), 1.0, eps, True)))
-    return out if xf is x else out.astype(x.dtype)
+class RMSNormalize:
+    """x / rms(x) with float32 statistics (paddleformers' RMSNorm without its weight, which is
+    folded into the next matmul). The mean of squares plus eps is one addmm (x^2 @ 1/H + eps):
+    four ops instead of five, the same value up to float32 rounding."""
+
+    def __init__(self, hidden_size: int, eps: float):
+        self.inv_h = paddle.full([hidden_size, 1], 1.0 / hidden_size, dtype="float32")
+        self.eps = paddle.full([1], eps, dtype="float32")
+
+    def __call__(self, x):
+        xf = x if x.dtype == paddle.float32 else x.astype("float32")
+        out = _C.multiply(xf, _C.rsqrt(_C.addmm(self.eps, _C.square(xf), self.inv_h, 1.0, 1.0)))
+        return out if xf is x else out.astype(x.dtype)
 
 
 def fused_qkv(w: LayerWeights, c: ModelConfig) -> tuple[np.ndarray, np.ndarray | None]:
@@ -82,6 +89,7 @@ class Ernie4_5ForCausalLM:
         self.norm = paddle.to_tensor(weights.norm).astype(dtype)
         self.lm_head = None if weights.lm_head is None else paddle.to_tensor(weights.lm_head).astype(dtype)
         self.rotary = RotaryTable(config.head_dim, config.rope_theta)
+        self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
         self.scale = config.head_dim**-0.5
         c = config
         self._qkv_split = [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads]
@@ -98,7 +106,7 @@ class Ernie4_5ForCausalLM:
             h = self._mlp(layer, h)
         if sample_indices is not None:
             h = _C.embedding(sample_indices, h, -1, False)  # a row gather; the norm is per row: select first
-        h = _C.multiply(rms_normalize(h, self.config.rms_norm_eps), self.norm)
+        h = _C.multiply(self.rms_normalize(h), self.norm)
         if self.lm_head is None:
             logits = _C.matmul(h, self.embed, False, True)
         else:
@@ -108,15 +116,15 @@ class Ernie4_5ForCausalLM:
     def _attention(self, layer: _Layer, h, step: _Step, kv_cache):
         """h + o_proj(attention(...)): the residual add is the addmm's."""
         c = self.config
-        x = rms_normalize(h, c.rms_norm_eps)
+        x = self.rms_normalize(h)
         if layer.qkv_bias is None:
             qkv = _C.matmul(x, layer.qkv_weight, False, False)
         else:
             qkv = _C.addmm(layer.qkv_bias, x, layer.qkv_weight, 1.0, 1.0)
         # q and k heads rotate in one complex multiply per layer; v goes through it unturned, so
         # a single split (a copy on Paddle's CPU) gives all three.
-        parts = _C.split(apply_rotary(qkv, step.rotation), self._qkv_split, 1)  # [T, H, D/2, 2] each
-        q, k, v = (_C.reshape(part, [0, 0, -1]) for part in parts)
+        turned = _C.reshape(apply_rotary(qkv, step.rotation), [0, 0, -1])  # [T, Hq + 2 Hkv, D]
+        q, k, v = _C.split(turned, self._qkv_split, 1)
         self.backend.write_kv(*kv_cache, k, v, step.slots)
         a = step.attn
         out = self.backend.paged_attention(q, *kv_cache, a.query_start_loc, a.seq_lens, a.block_tables, self.scale)
@@ -124,6 +132,6 @@ class Ernie4_5ForCausalLM:
 
     def _mlp(self, layer: _Layer, h):
         """h + down(silu(gate) * up)."""
-        gate_up = _C.matmul(rms_normalize(h, self.config.rms_norm_eps), layer.gate_up_weight, False, False)
+        gate_up = _C.matmul(self.rms_normalize(h), layer.gate_up_weight, False, False)
         gate, up = _C.split_with_num(gate_up, 2, 1)
         return _C.addmm(h, _C.multiply(_C.silu(gate), up), layer.down_weight, 1.0, 1.0)
