@@ -48,6 +48,10 @@ def _shard_counts(obs: Observed, total: int, prior: BatchInferenceStatus | None)
         return prior.shards  # the Job is gone (deleted by hand?); its outcome is known
     status = (obs.shards_job or {}).get("status", {})
     succeeded = len(parse_indexes(status.get("completedIndexes"))) or int(status.get("succeeded") or 0)
+    if prior is not None and prior.shards.total == total:
+        # A shards Job created again (deleted by hand) starts from 0 and re-reports the
+        # finished shards one by one: the count of the run so far stands meanwhile.
+        succeeded = max(succeeded, prior.shards.succeeded)
     return ShardCounts(
         total=total,
         succeeded=min(succeeded, total),

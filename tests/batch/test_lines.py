@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.batch.lines import iter_lines, shard_range
+from worker.batch.lines import has_line_start, iter_lines, shard_range
 
 LINES = [b"a", b"", b"bcdefghij" * 3, b"k", b"\xff\xfe not utf8", b"lm", b"", b"nopqrstuvwxyz" * 5]
 
@@ -58,3 +58,20 @@ def test_shard_range_tiles_and_checks_index():
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
     with pytest.raises(ValueError, match="shard index 7"):
         shard_range(size, 7, 7)
+
+
+@pytest.mark.parametrize("trailing_newline", [True, False])
+def test_has_line_start_agrees_with_the_reader_on_every_range(tmp_path, trailing_newline):
+    url, data = _file(tmp_path, trailing_newline)
+    for start in range(len(data) + 1):
+        for end in range(start, len(data) + 1):
+            assert has_line_start(url, start, end) == any(True for _ in iter_lines(url, start, end)), (start, end)
+
+
+def test_has_line_start_reads_no_further_than_its_range(tmp_path, http_server):
+    """A range inside one long line reads its own bytes (and the one before), not the line."""
+    url, data = _file(tmp_path, True)
+    http_server.store.files["/in.jsonl"] = data
+    last = data.rindex(b"\n", 0, len(data) - 1) + 1  # the long last line
+    assert not has_line_start(http_server.url("in.jsonl"), last + 10, last + 20)
+    assert [r[2] for r in http_server.store.requests] == [f"bytes={last + 9}-{last + 18}"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.batch.conftest import ENGINE_FLAGS, FIXED, read_jsonl, request, worker_cli, worker_process
+from worker.batch.lines import shard_range
 
 EXACT = [*ENGINE_FLAGS, "--no-enable-prefix-caching", *FIXED]
 
@@ -65,6 +66,31 @@ def test_shards_then_gather_equal_run_batch(batch, tiny_model, tmp_path, request
     assert got == (batch / "whole.jsonl").read_bytes()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] == 20 and summary["failed"] == {"duplicate_custom_id": 1, "invalid_json": 1}
+
+
+def test_shards_without_a_line_start_load_no_model(tmp_path, tiny_model):
+    """Shards whose byte range lies inside one long line serve nothing: they stage an empty
+    result without loading the model (given one that does not exist), and the gather is
+    still run-batch's output byte for byte."""
+    lines = [request("a", "short", temperature=0, max_tokens=2), request("long", "word " * 400, max_tokens=2),
+             request("b", "short too", temperature=0, max_tokens=2)]
+    data = ("\n".join(lines) + "\n").encode()
+    (tmp_path / "in.jsonl").write_bytes(data)
+    assert worker_cli("run-batch", "-i", tmp_path / "in.jsonl", "-o", tmp_path / "whole.jsonl",
+                      "--model", tiny_model, *EXACT) == 0
+    starts = {0} | {i + 1 for i, byte in enumerate(data[:-1]) if byte == ord("\n")}
+    n, staging = 12, tmp_path / "staging"
+    empty = [i for i in range(n) if not any(a <= s < b for s in starts for a, b in [shard_range(len(data), i, n)])]
+    assert len(empty) == 10  # shards 1-10 fall inside the long line
+    for i in range(n):
+        model = tmp_path / "no-such-model" if i in empty else tiny_model
+        assert _shard(tmp_path, str(staging), i, n, model, tmp_path) == 0, i
+        if i in empty:
+            staged = (staging / "shards" / f"{i:05d}" / "summary.json").read_bytes()
+            assert (tmp_path / f"term-{i}").read_bytes() == staged
+            assert (json.loads(staged)["requests"], json.loads(staged)["chunks"]) == (0, 0)
+    assert worker_cli("gather", "--staging", staging, "--num-shards", n, "--output", tmp_path / "got.jsonl") == 0
+    assert (tmp_path / "got.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
 
 
 def test_gather_refuses_unfinished_shards(batch, tiny_model, tmp_path, capsys):

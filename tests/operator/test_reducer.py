@@ -139,3 +139,14 @@ def test_shards_job_gone_after_all_shards_succeeded_stays_finalizing() -> None:
     cr["status"] = reduce(cr, shards_job=done).wire()
     status = reduce(cr, shards_job=None)
     assert status.phase == "Finalizing" and status.shards.succeeded == 3
+
+
+def test_shards_job_created_again_keeps_the_finished_count_until_it_re_reports() -> None:
+    cr = make_cr()
+    cr["status"] = reduce(cr, shards_job=job(active=1, succeeded=2, completedIndexes="0,1")).wire()
+    seen = []
+    for report in ("", "2", "0,2", "0-2"):  # the new Job: nothing yet, then one index at a time
+        status = reduce(cr, shards_job=job(active=1, completedIndexes=report))
+        cr["status"] = status.wire()
+        seen.append((status.phase.value, status.shards.succeeded, status.shards_display))
+    assert seen == [("Running", 2, "2/3")] * 3 + [("Finalizing", 3, "3/3")]

@@ -105,6 +105,13 @@ def jobs_created(kube: KubeAPI) -> list[str]:
     return sorted(b["metadata"]["name"] for b in kube.creations("batch/v1/jobs"))
 
 
+def status_writes(kube: KubeAPI, name: str) -> list[dict[str, Any]]:
+    """Every status the operator wrote to the CR `name`, in order (none missed, unlike polling)."""
+    return [r.data["status"] for r in kube.emulator.journal
+            if r.subresource == "status" and r.name == name and r.resource is not None
+            and r.resource.plural == "batchinferences" and isinstance(r.data, dict) and "status" in r.data]
+
+
 def job(kube: KubeAPI, name: str) -> dict[str, Any] | None:
     return kube.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/{name}")
 

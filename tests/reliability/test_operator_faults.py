@@ -17,7 +17,7 @@ from tests.operator.kube_api import KubeAPI
 from tests.operator.test_operator_integration import cr, events_for
 from tests.reliability.operator_run import (
     BAD_LINE, OperatorProcess, check_output, cr_path, job, jobs_created, put_input, run_spec, served_line,
-    wait_status,
+    status_writes, wait_status,
 )
 
 pytestmark = [
@@ -109,6 +109,7 @@ def test_shards_job_deleted_by_hand_is_recreated_and_keeps_finished_shards(
     first = {i: termination_message(p) for i, p in shard_pods(kube, old).items()}
     assert sorted(first) == [0, 1]
 
+    written = len(status_writes(kube, "d"))
     kube.request("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/d-shards")  # kubectl delete job
     wait_for("the shards Job created again", lambda: (job(kube, "d-shards") or {}).get("metadata", {}).get("uid")
              not in (None, old))
@@ -118,6 +119,12 @@ def test_shards_job_deleted_by_hand_is_recreated_and_keeps_finished_shards(
     operator.stop()
     phases = [e["reason"] for e in events_for(kube, "d") if e["reason"] in PHASES]
     assert phases == ["Pending", "Running", "Finalizing", "Succeeded"]  # never back to Pending
+    # The counts never go backwards, not even while the new Job re-reports the finished shards.
+    writes = status_writes(kube, "d")
+    for counts in ([w["shards"]["succeeded"] for w in writes], [w["requestCounts"]["total"] for w in writes]):
+        assert counts == sorted(counts), counts
+    after = [(w["shards"]["succeeded"], w["shardsDisplay"]) for w in writes[written:]]
+    assert after[0] == (2, "2/3") and after[-1] == (3, "3/3"), after
 
     finished_ok(status)
     assert jobs_created(kube) == ["d-gather", "d-shards", "d-shards"]  # only the deleted one again

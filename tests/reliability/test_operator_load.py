@@ -1,9 +1,9 @@
 """Load: many BatchInference objects at once, 10 shards each, handled by one operator process
 (killed once half-way, and started again). Every run must reach Succeeded with its own counts,
 every output line accounted for, and exactly one Job of each kind per run. The default suite
-runs 5 objects; `make test-long` runs 50. Cheap on purpose, as the operator is under test: a
-shard loads the model whenever its byte range is not empty, so the inputs are empty or one
-blank line (1 byte: only shard 9's range holds it; it yields one `empty_line` error line)."""
+runs 5 objects; `make test-long` runs 50. Cheap on purpose, as the operator is under test: each
+input is one line, a request served or an error line, so only shard 0 holds a line start and
+loads the model; the other 9 shards lie inside that line and stage empty results."""
 
 import signal
 from pathlib import Path
@@ -15,22 +15,23 @@ from tests.operator.conftest import CR_PATH, wait_for, worker_has
 from tests.operator.job_controller import JobController
 from tests.operator.kube_api import KubeAPI
 from tests.operator.test_operator_integration import cr, status_of
-from tests.reliability.operator_run import OperatorProcess, check_output, jobs_created, run_spec
+from tests.reliability.operator_run import BAD_LINE, OperatorProcess, check_output, jobs_created, run_spec, served_line
 
 pytestmark = pytest.mark.skipif(not (worker_has("run-shard") and worker_has("gather")),
                                 reason="worker run-shard/gather")
 SHARDS = 10
 
 
-def lines_in(i: int) -> int:
-    return i % 2
+def served(i: int) -> list[str]:
+    """Odd runs serve their one line; even ones get an error line."""
+    return [f"r{i}"] if i % 2 else []
 
 
 def run_many(kube: KubeAPI, operator: OperatorProcess, http_server: Any, s3_server: Any, model: Path,
              n: int, timeout: float) -> None:
     names = [f"load{i}" for i in range(n)]
     for i, name in enumerate(names):
-        http_server.store.files[f"/{name}.in.jsonl"] = b"\n" * lines_in(i)
+        http_server.store.files[f"/{name}.in.jsonl"] = (served_line(f"r{i}") if i % 2 else BAD_LINE) + b"\n"
     operator.start()
     for name in names:
         kube.create(CR_PATH, cr(name, **run_spec(http_server, s3_server, model, name, shards=SHARDS)))
@@ -49,9 +50,9 @@ def run_many(kube: KubeAPI, operator: OperatorProcess, http_server: Any, s3_serv
         status = status_of(kube, name)
         assert status["phase"] == "Succeeded", status
         assert status["shards"] == {"total": SHARDS, "succeeded": SHARDS, "failed": 0, "active": 0}, name
-        assert status["requestCounts"] == {"total": lines_in(i), "completed": 0, "failed": lines_in(i),
+        assert status["requestCounts"] == {"total": 1, "completed": len(served(i)), "failed": 1 - len(served(i)),
                                            "shardsReported": SHARDS}, name
-        check_output(http_server, name, served=[], errors=lines_in(i))
+        check_output(http_server, name, served=served(i), errors=1 - len(served(i)))
     assert jobs_created(kube) == sorted(f"{m}-{role}" for m in names for role in ("gather", "shards"))
 
 

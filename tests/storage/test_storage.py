@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.storage.killed_writer import kill_writer_midway
 from worker import storage
 from worker.storage.errors import NotFoundError, StorageError, UnsupportedURLError
 
@@ -138,15 +139,13 @@ def test_list_names(s3_server, tmp_path):
     assert storage.list_names(str(tmp_path)) == ["a"]
 
 
-def test_partial_writes_of_a_killed_writer_are_discarded(tmp_path, s3_server, monkeypatch):
-    from worker.storage import s3
-
-    local_w = storage.make_writer(str(tmp_path / "p" / "a.jsonl"))
-    local_w.write(b"half")  # never committed: the process "died"
+def test_partial_writes_of_a_killed_writer_are_discarded(tmp_path, s3_server):
+    kill_writer_midway(str(tmp_path / "p" / "a.jsonl"))
+    live = storage.make_writer(str(tmp_path / "p" / "b.jsonl"))  # alive: its temp file stays
     assert storage.discard_partial_writes(str(tmp_path / "p")) == 1
-    assert list((tmp_path / "p").iterdir()) == []
-    monkeypatch.setattr(s3, "PART_SIZE", 5 << 20)
-    s3_w = storage.make_writer(s3_server.url("pre/a.jsonl"))
-    s3_w.write(DATA * 60)  # one part uploaded, upload left open
+    (left,) = (tmp_path / "p").iterdir()
+    assert left.name.startswith(".b.jsonl.")
+    live.commit()
+    kill_writer_midway(s3_server.url("pre/a.jsonl"))
     assert storage.discard_partial_writes(s3_server.url("pre")) == 1
     assert s3_server.client.list_multipart_uploads(Bucket=s3_server.bucket).get("Uploads", []) == []

@@ -133,5 +133,5 @@ class ChunkWriter:
 
     def abort(self) -> None:
         if self._writer is not None:
-            self._writer.abort()
+            storage.abort_quietly(self._writer)
             self._writer = None

@@ -7,6 +7,7 @@ the file's lines exactly, with no pre-pass and no coordination.
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from worker import storage
@@ -26,13 +27,31 @@ def shard_range(size: int, index: int, num_shards: int) -> tuple[int, int]:
     return index * size // num_shards, (index + 1) * size // num_shards
 
 
+def has_line_start(url: str, start: int, end: int) -> bool:
+    """Whether a line begins in [start, end), by iter_lines' rule (a line begins at 0 and after
+    each newline), reading only bytes [start-1, end-1): a shard inside one long line learns it
+    has nothing to do without reading the rest of that line."""
+    if start >= end:
+        return False
+    if start == 0:
+        return True
+    with _reading(url, start - 1, end - 1) as blocks:
+        return any(b"\n" in block for block in blocks)
+
+
 def iter_lines(url: str, start: int = 0, end: int | None = None) -> Iterator[RawLine]:
     if end is not None and start >= end:
         return
     read_from = max(0, start - 1)
-    blocks = storage.read(url, read_from)
-    try:
+    with _reading(url, read_from) as blocks:
         yield from _split(blocks, read_from, start, end)
+
+
+@contextmanager
+def _reading(url: str, start: int, end: int | None = None) -> Iterator[Iterator[bytes]]:
+    blocks = storage.read(url, start, end)
+    try:
+        yield blocks
     finally:
         close = getattr(blocks, "close", None)
         if close:

@@ -15,7 +15,7 @@ from worker.batch.build import LineResult
 from worker.batch.checkpoint import ChunkStats, ChunkWriter, RunManifest
 from worker.batch.errors import BatchRunError
 from worker.batch.ids import BatchIdentity
-from worker.batch.lines import RawLine, iter_lines
+from worker.batch.lines import RawLine, has_line_start, iter_lines
 from worker.batch.pipeline import Engine, run_pipeline
 from worker.logs import get_logger
 
@@ -81,7 +81,8 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine]) -> RangeResult:
     done = list(checkpoint.iter_metas(job.prefix))
     resume_at = done[-1].end_offset if done else job.start
     this_attempt = ChunkStats()
-    if resume_at < job.end:
+    # A range inside one long line has no line of its own: no model to load for it.
+    if has_line_start(job.input_url, resume_at, job.end):
         log.info("run.start", input=storage.parse_url(job.input_url).safe, start=job.start, end=job.end,
                  resume_at=resume_at, chunks_done=len(done))
         _serve(job, ident, load_engine(), resume_at, len(done), this_attempt)

@@ -4,6 +4,7 @@ ranges, atomic publishes, retries. Imports nothing heavy (the operator image sha
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from worker.logs import get_logger
 from worker.storage import http, local, s3
 from worker.storage.errors import NotFoundError, StorageError, TransientError, UnsupportedURLError
 from worker.storage.url import StorageURL, is_local, join, parse_url
@@ -11,9 +12,11 @@ from worker.storage.url import StorageURL, is_local, join, parse_url
 __all__ = [
     "NotFoundError", "StorageError", "TransientError", "UnsupportedURLError", "StorageURL",
     "parse_url", "join", "is_local", "size", "read", "read_bytes", "exists", "list_names",
-    "check_writable", "delete", "discard_partial_writes", "make_writer", "open_writer", "write_bytes", "write_stream",
+    "check_writable", "delete", "discard_partial_writes", "abort_quietly", "make_writer", "open_writer",
+    "write_bytes", "write_stream",
 ]
 
+log = get_logger(__name__)
 _BACKENDS = {"local": local, "http": http, "s3": s3}
 
 
@@ -81,14 +84,23 @@ def make_writer(url: str, tmp_dir: str | None = None):
 
 @contextmanager
 def open_writer(url: str, tmp_dir: str | None = None):
-    """A writer whose content appears at url only if the block exits without an exception."""
+    """A writer whose content appears at url only if the block exits without an exception;
+    otherwise, or if publishing fails, its temp file or upload is dropped."""
     writer = make_writer(url, tmp_dir)
     try:
         yield writer
+        writer.commit()
     except BaseException:
-        writer.abort()
+        abort_quietly(writer)
         raise
-    writer.commit()
+
+
+def abort_quietly(writer) -> None:
+    """Abort without hiding the error that made us abort behind one of the abort's own."""
+    try:
+        writer.abort()
+    except (StorageError, OSError) as exc:
+        log.warning("storage.abort_failed", url=writer.url, error=str(exc))
 
 
 def write_bytes(url: str, data: bytes, tmp_dir: str | None = None) -> None:

@@ -1,12 +1,16 @@
 """HTTP(S): GET with Range for reads (servers that ignore Range work too), HEAD for size,
 a single PUT of a spooled temp file to publish."""
 
+import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import requests
 
+from worker.storage import local
 from worker.storage.errors import NotFoundError, StorageError, TransientError
 from worker.storage.retry import resumable_read, with_retries
 from worker.storage.url import StorageURL
@@ -107,32 +111,40 @@ def delete(u: StorageURL) -> None:
 
 
 class HTTPWriter:
-    """Spools to a local temp file; commit() sends it as one PUT, so the target is never partial."""
+    """Spools to a local temp file; commit() sends it as one PUT, so the target is never partial.
+    The spool file's name carries a digest of the target, so the next writer of the same
+    target removes what a killed one left."""
 
     def __init__(self, u: StorageURL, tmp_dir: str | None = None):
         self.url = u.safe
         self._u = u
-        if tmp_dir:
-            os.makedirs(tmp_dir, exist_ok=True)
-        self._f = tempfile.NamedTemporaryFile(prefix="batchinfer-put-", dir=tmp_dir, delete=False)
+        spool_dir = Path(tmp_dir or tempfile.gettempdir())
+        prefix = f"batchinfer-put-{hashlib.sha256(u.safe.encode()).hexdigest()[:16]}."
+        try:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            local.remove_stale_temp_files(spool_dir, re.escape(prefix))
+            fd, self._spool = local.create_temp_file(spool_dir, prefix)
+        except OSError as exc:
+            raise StorageError(u.safe, f"cannot create the spool file in {spool_dir}: {exc.strerror}") from exc
+        self._f = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
         self._f.write(data)
 
     def commit(self) -> None:
-        self._f.close()
-        length = os.path.getsize(self._f.name)
+        self._f.flush()  # kept open (and locked) until the PUT is done
+        length = self._spool.stat().st_size
 
         def put() -> None:
-            with open(self._f.name, "rb") as body:
+            with open(self._spool, "rb") as body:
                 resp = _request(self._u, "PUT", data=body, headers={"Content-Length": str(length)})
             _check(self._u, resp, (200, 201, 204))
 
         try:
             with_retries(put, "http.put")
         finally:
-            os.unlink(self._f.name)
+            self.abort()
 
     def abort(self) -> None:
+        self._spool.unlink(missing_ok=True)  # before the close that drops our lock
         self._f.close()
-        os.unlink(self._f.name)

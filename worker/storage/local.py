@@ -1,14 +1,25 @@
-"""Local files (a laptop, or a volume mounted into the pod): temp file + rename to publish."""
+"""Local files (a laptop, or a volume mounted into the pod): temp file + rename to publish.
 
+Every temp file we create is named `<prefix><16 hex digits>.tmp` and held under an exclusive
+flock by its writer while open. The kernel drops the lock when the writer's process dies (even
+by SIGKILL), so a later writer of the same destination can tell a dead writer's leftover from
+a live writer's file and remove only the former."""
+
+import fcntl
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from worker.logs import get_logger
 from worker.storage.errors import NotFoundError, StorageError
 from worker.storage.url import StorageURL
 
 READ_SIZE = 1 << 20
+TEMP_SUFFIX = ".tmp"
+_TOKEN = r"[0-9a-f]{16}"  # secrets.token_hex(8)
+log = get_logger(__name__)
 
 
 def _path(u: StorageURL) -> Path:
@@ -62,12 +73,45 @@ def check_writable(u: StorageURL) -> None:
 
 
 def discard_partial_writes(u: StorageURL) -> int:
-    """Remove temp files a killed LocalWriter left in the directory u."""
-    p = _path(u)
-    stale = list(p.glob(".*.tmp")) if p.is_dir() else []
-    for f in stale:
-        f.unlink(missing_ok=True)
-    return len(stale)
+    """Remove the temp files killed LocalWriters left in the directory u (any destination)."""
+    return remove_stale_temp_files(_path(u), r"\..+\.")  # `.<any name>.<token>.tmp`
+
+
+def create_temp_file(directory: Path, prefix: str) -> tuple[int, Path]:
+    """A new temp file `<prefix><token>.tmp` in directory, opened for writing and locked."""
+    path = directory / f"{prefix}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # A cleaner could lock (and remove) the file between open and flock; only a concurrent
+    # writer of the same destination can, and its commit then fails with a clear error.
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd, path
+
+
+def remove_stale_temp_files(directory: Path, prefix: str) -> int:
+    """Remove the files `<prefix><token>.tmp` in directory (prefix: a regex) whose writer is
+    gone (nobody holds their lock). Returns how many."""
+    pattern = re.compile(prefix + _TOKEN + re.escape(TEMP_SUFFIX))
+    try:
+        names = [e.name for e in os.scandir(directory) if pattern.fullmatch(e.name) and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    return sum(_remove_if_abandoned(directory / name) for name in names)
+
+
+def _remove_if_abandoned(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # its writer committed or aborted meanwhile
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its writer is alive
+    finally:
+        os.close(fd)  # also releases our lock; unlinking needs no open file
+    path.unlink(missing_ok=True)
+    log.info("storage.stale_temp_removed", path=str(path))
+    return True
 
 
 def delete(u: StorageURL) -> None:
@@ -75,28 +119,36 @@ def delete(u: StorageURL) -> None:
 
 
 class LocalWriter:
-    """Writes to a temp file beside the target; commit() renames it into place atomically."""
+    """Writes to a temp file `.<name>.<token>.tmp` beside the target; commit() renames it
+    into place atomically. It first removes the temp files of the same target whose writer
+    was killed (a rerun cleans up after the run it replaces)."""
 
     def __init__(self, u: StorageURL):
         self.url = u.raw
         target = _path(u)
+        prefix = f".{target.name}."
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            remove_stale_temp_files(target.parent, re.escape(prefix))
+            fd, self._tmp = create_temp_file(target.parent, prefix)
         except OSError as exc:
             raise StorageError(u.raw, f"cannot create: {exc.strerror}") from exc
-        self._target, self._tmp = target, Path(tmp)
+        self._target = target
         self._f = os.fdopen(fd, "wb")
 
     def write(self, data: bytes) -> None:
         self._f.write(data)
 
     def commit(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        os.replace(self._tmp, self._target)
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            os.replace(self._tmp, self._target)  # still open: our lock holds until it is renamed
+            self._f.close()
+        except OSError as exc:
+            raise StorageError(self.url, f"cannot publish: {exc.strerror}") from exc
 
     def abort(self) -> None:
+        """Drop the temp file (nothing to drop after a commit)."""
+        self._tmp.unlink(missing_ok=True)  # before the close that drops our lock
         self._f.close()
-        self._tmp.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.logs import get_logger
 from worker.storage.errors import NotFoundError, StorageError, TransientError
 from worker.storage.retry import resumable_read, with_retries
 from worker.storage.url import StorageURL
@@ -16,6 +17,7 @@ from worker.storage.url import StorageURL
 PART_SIZE = 8 << 20
 MIN_PART = 5 << 20  # S3's floor for every part but the last
 READ_SIZE = 1 << 16
+log = get_logger(__name__)
 
 
 def endpoint_url() -> str | None:
@@ -113,12 +115,24 @@ def list_names(u: StorageURL) -> list[str]:
 
 def discard_partial_writes(u: StorageURL) -> int:
     """Abort the multipart uploads a killed S3Writer left under the prefix u (they cost money)."""
-    prefix = u.key.rstrip("/") + "/" if u.key else ""
+    return _abort_uploads(u, u.key.rstrip("/") + "/" if u.key else "", exact=False)
+
+
+def discard_stale_uploads(u: StorageURL) -> int:
+    """Abort the open multipart uploads of exactly the key u: a killed writer's. S3 cannot
+    tell a dead writer's upload from a live one's; one destination has one writer at a time
+    (one gather pod; one process per shard), so any upload found is a dead one's."""
+    return _abort_uploads(u, u.key, exact=True)
+
+
+def _abort_uploads(u: StorageURL, prefix: str, exact: bool) -> int:
+    # One page (1,000 uploads) is enough: a killed writer leaves one, and the exact key sorts first.
     resp = call(u, "s3.list_uploads", lambda: client().list_multipart_uploads(Bucket=u.bucket, Prefix=prefix))
-    uploads = resp.get("Uploads", [])
+    uploads = [up for up in resp.get("Uploads", []) if not exact or up["Key"] == u.key]
     for up in uploads:
         call(u, "s3.abort", lambda up=up: client().abort_multipart_upload(
             Bucket=u.bucket, Key=up["Key"], UploadId=up["UploadId"]))
+        log.info("storage.stale_upload_aborted", bucket=u.bucket, key=up["Key"], initiated=str(up.get("Initiated")))
     return len(uploads)
 
 
@@ -128,7 +142,8 @@ def delete(u: StorageURL) -> None:
 
 class S3Writer:
     """Buffers one part at a time (bounded memory); the multipart upload is completed only in
-    commit(), and abort() cancels it, so readers never see a partial object."""
+    commit(), and abort() cancels it, so readers never see a partial object. Before its first
+    request it aborts the uploads of the same key a killed writer left open."""
 
     def __init__(self, u: StorageURL):
         self.url = u.raw
@@ -136,6 +151,7 @@ class S3Writer:
         self._buf = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict] = []
+        self._done = False  # committed or aborted: nothing left to abort
 
     def write(self, data: bytes) -> None:
         self._buf += data
@@ -146,6 +162,7 @@ class S3Writer:
     def _ensure_upload(self) -> str:
         if self._upload_id is None:
             u = self._u
+            discard_stale_uploads(u)
             resp = call(u, "s3.create_multipart",
                         lambda: client().create_multipart_upload(Bucket=u.bucket, Key=u.key))
             self._upload_id = resp["UploadId"]
@@ -177,16 +194,20 @@ class S3Writer:
     def commit(self) -> None:
         u = self._u
         if self._upload_id is None:  # small object: one plain PUT
+            discard_stale_uploads(u)
             data = bytes(self._buf)
             call(u, "s3.put", lambda: client().put_object(Bucket=u.bucket, Key=u.key, Body=data))
+            self._done = True
             return
         self.flush_part()
         parts, upload_id = self._parts, self._upload_id
         call(u, "s3.complete", lambda: client().complete_multipart_upload(
             Bucket=u.bucket, Key=u.key, UploadId=upload_id, MultipartUpload={"Parts": parts}))
+        self._done = True
 
     def abort(self) -> None:
-        if self._upload_id is not None:
+        if self._upload_id is not None and not self._done:
             u, upload_id = self._u, self._upload_id
             call(u, "s3.abort", lambda: client().abort_multipart_upload(
                 Bucket=u.bucket, Key=u.key, UploadId=upload_id))
+        self._done = True
