@@ -26,10 +26,11 @@ _CPU_KV_MAX_BYTES = 1 << 30
 # No point in more blocks than this many full-length sequences could fill.
 _MAX_FULL_SEQUENCES = 64
 # CPU: a step whose every layer has fewer multiply-adds than this in its projections and in its
-# attention runs on one thread. Each of the ~20 ops of a layer pays a thread wake-up and a
-# barrier when run in parallel (tens of microseconds when the other cores are busy), more than
-# such a step gains: a 2-layer hidden-64 model decodes 64 sequences faster on one thread of
-# two, while one sequence of ERNIE-0.3B (16M per layer) or a long context stays parallel.
+# attention runs on one thread. Each of the ~25 ops of a layer pays a thread wake-up and a
+# barrier when run in parallel, tens of microseconds when another process holds a core: a
+# 2-layer hidden-64 model decodes 64 sequences as fast on one thread of two on an idle
+# machine, and 2-3x faster with the other core busy. One sequence of ERNIE-0.3B (16M per
+# layer) or a long context stays parallel.
 _PARALLEL_MACS = 1 << 22
 
 
