@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from kernels import get_backend
-from kernels.cpu.build import CXX_FLAGS, target
-from worker.bench.attention import _inputs
+from kernels.cpu.build import CXX_FLAGS, LD_FLAGS, target
+from worker.bench.attention import attention_inputs
 from worker.bench.machine import best_time, copy_bandwidth_gbps
 from worker.bench.workloads import full_plan
 from worker.platform import Platform, paddle
@@ -28,13 +28,13 @@ def load_probe(build_dir: Path) -> None:
 
     with contextlib.redirect_stdout(sys.stderr):
         load(name="bi_kv_read_probe", sources=[str(Path(__file__).with_name("kv_read_probe.cc"))],
-             extra_cxx_cflags=[*CXX_FLAGS, target()[0]], extra_ldflags=["-liomp5"],
+             extra_cxx_cflags=[*CXX_FLAGS, target()[0]], extra_ldflags=LD_FLAGS,
              build_directory=str(build_dir), verbose=False)
 
 
 def main() -> None:
     bench = full_plan().attention
-    query, k_cache, v_cache, qsl, lens, tables = _inputs(bench)
+    query, k_cache, v_cache, qsl, lens, tables = attention_inputs(bench)
     kv_bytes = 2 * bench.num_seqs * bench.context_len * bench.num_kv_heads * bench.head_dim * 4
     with tempfile.TemporaryDirectory() as build_dir:
         load_probe(Path(build_dir))

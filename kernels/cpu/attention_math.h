@@ -12,28 +12,31 @@
 
 namespace bi_attention {
 
-// exp(x) for x <= 0 (scores minus their running max), vectorisable: 2^n * p(r) with a
-// degree-6 polynomial on r in [-ln2/2, ln2/2]; relative error ~2e-7, and ~0 below -87.
+// exp(x) for x <= 0 (scores minus their running max): 2^n * p(r) with a degree-6 Taylor
+// polynomial on r = x - n ln2 in [-ln2/2, ln2/2]; relative error ~2e-7, and ~0 below -87.
+// ExpNonPositive is the scalar form, Exp8 the same steps on eight lanes.
+constexpr float kExpFloor = -87.f;
+constexpr float kLog2e = 1.44269504088896341f;
+// ln2 in two parts: n * kLn2Hi is exact, so r keeps its low bits.
+constexpr float kLn2Hi = 0.693145751953125f, kLn2Lo = 1.428606765330187045e-06f;
+constexpr float kExpTaylor[] = {1.f / 720.f, 1.f / 120.f, 1.f / 24.f, 1.f / 6.f, 0.5f, 1.f, 1.f};
+
 inline float ExpNonPositive(float x) {
-  x = std::max(x, -87.f);
+  x = std::max(x, kExpFloor);
   // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer without a libm call.
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
-  float p = 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
+  const float n = (x * kLog2e + 12582912.f) - 12582912.f;
+  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
+  float p = kExpTaylor[0];
+  for (int i = 1; i < 7; ++i) p = p * r + kExpTaylor[i];
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
 }
 
-// A region to bring into L2 (64-byte lines) a slice at a time, spread over the compute that precedes its use:
-// a burst of hundreds of prefetches would stall on the core's few outstanding-miss slots.
+// A region to bring into L2 (64-byte lines) a slice at a time, spread over the compute that
+// precedes its use: a burst of hundreds of prefetches would stall on the core's few
+// outstanding-miss slots.
 struct PrefetchStream {
   const float* next = nullptr;
   const float* end = nullptr;
@@ -45,20 +48,14 @@ struct PrefetchStream {
 };
 
 #if defined(__AVX2__) && defined(__FMA__)
-// Eight lanes of ExpNonPositive.
 inline __m256 Exp8(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+  x = _mm256_max_ps(x, _mm256_set1_ps(kExpFloor));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
-  __m256 p = _mm256_set1_ps(1.f / 720.f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kExpTaylor[0]);
+  for (int i = 1; i < 7; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpTaylor[i]));
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
 }
@@ -92,7 +89,7 @@ inline void Scale(float alpha, float* __restrict y, int64_t n) {
 }
 
 // out[t] = scale * q . k[t] for t < n (keys are rows of d floats).
-void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d, float scale,
+inline void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d, float scale,
                float* __restrict out) {
   int64_t t = 0;
 #if defined(__AVX2__) && defined(__FMA__)
@@ -124,7 +121,7 @@ void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, 
 }
 
 // acc0 += sum_t p0[t] v[t] and acc1 += sum_t p1[t] v[t], t < n: two rows share each V load.
-void ProbsValues(const float* __restrict p0, const float* __restrict p1, const float* __restrict v, int64_t n,
+inline void ProbsValues(const float* __restrict p0, const float* __restrict p1, const float* __restrict v, int64_t n,
                  int64_t d, float* __restrict acc0, float* __restrict acc1) {
 #if defined(__AVX2__) && defined(__FMA__)
   if (d % 32 == 0) {

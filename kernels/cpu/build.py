@@ -49,6 +49,7 @@ def _cpuinfo(field: str) -> str:
     return ""
 
 
+@functools.cache
 def target() -> tuple[str, str]:
     """(the -march flag, what the library is specific to)."""
     if platform.machine() == "x86_64" and _X86_64_V3 <= set(_cpuinfo("flags").split()):
@@ -115,9 +116,10 @@ def load_ops() -> Path:
 
 def _build_and_register() -> Path:
     name = f"bi_cpu_{build_key()}"
-    prebuilt = os.environ.get("BATCHINFER_PREBUILT_KERNELS_DIR")
-    if prebuilt and library_path(Path(prebuilt), name).exists():
-        return _load_prebuilt(library_path(Path(prebuilt), name))
+    prebuilt_dir = os.environ.get("BATCHINFER_PREBUILT_KERNELS_DIR")
+    prebuilt = library_path(Path(prebuilt_dir), name) if prebuilt_dir else None
+    if prebuilt is not None and prebuilt.exists():
+        return _load_prebuilt(prebuilt)
     library = library_path(cache_root(), name)
     build_dir = library.parent.parent
     try:

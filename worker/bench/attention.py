@@ -19,7 +19,7 @@ class AttentionResult(BaseModel):
         return self.kv_bytes / self.seconds / 1e9
 
 
-def _inputs(b: AttentionBench):
+def attention_inputs(b: AttentionBench):
     rng = np.random.default_rng(0)
     blocks_per_seq = -(-b.context_len // b.block_size)
     num_blocks = b.num_seqs * blocks_per_seq + 1
@@ -35,7 +35,7 @@ def _inputs(b: AttentionBench):
 
 def run_attention_bench(bench: AttentionBench, repeats: int) -> list[AttentionResult]:
     cpu = Platform(device="cpu", dtype="float32")
-    query, k_cache, v_cache, qsl, lens, tables = _inputs(bench)
+    query, k_cache, v_cache, qsl, lens, tables = attention_inputs(bench)
     kv_bytes = 2 * bench.num_seqs * bench.context_len * bench.num_kv_heads * bench.head_dim * 4
     results = []
     for name in list_backends():

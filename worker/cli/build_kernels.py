@@ -1,6 +1,7 @@
 """`worker build-kernels`: compile the CPU attention op ahead of time (for an image build)."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,8 +13,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     # The build goes through the normal cache path with the directory as its root, so the
     # layout written here is exactly the one the loader looks up.
     os.environ["BATCHINFER_CACHE_DIR"] = str(args.dir)

@@ -49,7 +49,8 @@ def block_bytes(config: ModelConfig, block_size: int, dtype: str) -> int:
 
 
 def layer_macs(config: ModelConfig, batch: InputBatch) -> tuple[int, int]:
-    """Multiply-adds of one decoder layer for this batch: (projections, attention QK + PV)."""
+    """Multiply-adds of one decoder layer for this batch, roughly (a threshold's input):
+    (projections, counted as 3 x hidden x (q + kv + intermediate); attention QK + PV)."""
     c = config
     per_token = 3 * c.hidden_size * (c.q_size + c.kv_size + c.intermediate_size)
     query_keys = int(np.dot(np.diff(batch.query_start_loc).astype(np.int64), batch.seq_lens))

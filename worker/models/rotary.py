@@ -44,8 +44,9 @@ class RotaryTable:
         """[T, heads, D/2] factors: each of the first rotated_heads heads turned by its token's
         position, the rest (v) not. Full shape: a multiply that broadcasts over the head axis is
         ~10x slower than a plain one on Paddle's CPU."""
-        if self.table is None or self.table.shape[0] <= int(positions.max()):
-            self._grow(int(positions.max()) + 1)
+        needed = int(positions.max()) + 1
+        if self.table is None or self.table.shape[0] < needed:
+            self._grow(needed)
         rows = np.zeros((positions.shape[0], heads), dtype=np.int64)
         rows[:, :rotated_heads] = positions[:, None]
         # embedding is a row gather, ~4x faster than index_select on Paddle's CPU
