@@ -175,7 +175,9 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& query, const pa
   int64_t work = 0;  // multiply-adds: rows x keys x head_dim x 2 (QK and PV)
   for (const WorkItem& w : items) work += (w.q_end - w.q_begin) * (s.num_heads / s.num_kv_heads) * lens[w.seq];
   work *= 2 * s.head_dim;
-#pragma omp parallel for schedule(dynamic, 1) if (work > kParallelWork)
+  // monotonic: GCC's default (nonmonotonic) dynamic loop calls entry points Paddle's libiomp5
+  // lacks; they bind to a libgomp loaded beside it and every thread then runs every item.
+#pragma omp parallel for schedule(monotonic : dynamic, 1) if (work > kParallelWork)
   for (int64_t i = 0; i < n; ++i) AttendItem(items[i], q, kc, vc, qsl, lens, tables, s, scale, o);
   return {out};
 }

@@ -72,3 +72,20 @@ def test_build_kernels_reports_a_failure_without_a_traceback(tmp_path):
     assert done.returncode == 1
     assert "error: cannot build or load the CPU attention op" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def dynamic_symbols(library: Path, which: str) -> set[str]:
+    listing = subprocess.run(["nm", "--dynamic", which, str(library)], capture_output=True, text=True, check=True)
+    return {line.split()[-1].split("@")[0] for line in listing.stdout.splitlines() if line.strip()}
+
+
+def test_every_openmp_entry_point_the_op_imports_is_in_paddles_runtime():
+    # An entry point libiomp5 lacks (GCC's nonmonotonic dynamic loop did) binds to a libgomp
+    # that Paddle's other libraries load: each thread of the iomp5 team then runs every item.
+    from kernels.cpu.build import load_ops
+    from worker.platform import paddle
+
+    imported = {s for s in dynamic_symbols(load_ops(), "--undefined-only") if s.startswith(("GOMP_", "omp_"))}
+    runtime = Path(paddle.__file__).parent / "libs" / "libiomp5.so"
+    assert "GOMP_parallel" in imported
+    assert imported - dynamic_symbols(runtime, "--defined-only") == set()
