@@ -25,9 +25,11 @@ constexpr int kQueryTile = 8;  // query tokens per work item (prefill); decode h
 // Keys per pass: 16 rows of K (or V) stay in L1 while every row of the item reads them; a
 // whole 64-token block of one head is 32 KB, as large as L1, and would be read from L2.
 constexpr int64_t kKeyChunk = 16;
-// Below this many multiply-adds a call runs on one thread: a parallel region costs a thread
-// wake-up and a barrier, which a busy (shared) core can stretch to a scheduler time slice.
-constexpr int64_t kParallelWork = int64_t{1} << 21;
+// Below this many multiply-adds a call runs on one thread: a parallel region costs a wake-up
+// and a barrier (~3 us here). Two threads already win at 2^15 (15.6 -> 14.7 us) and halve a
+// decode of 64 sequences (2^20: 168 -> 99 us). Small engine steps are held to one thread by
+// the model runner anyway (worker/engine/model_runner.py, _PARALLEL_MACS).
+constexpr int64_t kParallelWork = int64_t{1} << 16;
 
 struct WorkItem {
   int32_t seq, kv_head, q_begin, q_end;  // query tokens [q_begin, q_end) of the sequence
