@@ -28,9 +28,9 @@ _MAX_FULL_SEQUENCES = 64
 # CPU: a step whose every layer has fewer multiply-adds than this in its projections and in its
 # attention runs on one thread. Each of the ~25 ops of a layer pays a thread wake-up and a
 # barrier when run in parallel, tens of microseconds when another process holds a core: a
-# 2-layer hidden-64 model decodes 64 sequences as fast on one thread of two on an idle
-# machine, and 2-3x faster with the other core busy. One sequence of ERNIE-0.3B (16M per
-# layer) or a long context stays parallel.
+# 2-layer hidden-64 model decodes 64 sequences in 2.4 ms a step on one thread, 2.1 on two on
+# an idle machine, but 2.5 vs 7.9 ms with the other core busy (`worker bench --only
+# scheduler`). One sequence of ERNIE-0.3B (16M per layer) or a long context stays parallel.
 _PARALLEL_MACS = 1 << 22
 
 
