@@ -34,6 +34,24 @@ def batch(tmp_path_factory, tiny_model) -> Path:
     return d
 
 
+@pytest.fixture(scope="module")
+def gather_seconds(batch, tmp_path_factory) -> float:
+    """One uninterrupted `worker gather` process's wall time here (the faster of two): kills are
+    drawn within it, so they land mid-run however fast this machine is (a fixed window let most
+    miss)."""
+    args = gather_args(batch, tmp_path_factory.mktemp("gather-timing") / "out.jsonl")
+    times = []
+    for _ in range(2):
+        start = time.monotonic()
+        subprocess.run([*WORKER, *map(str, args)], check=True, capture_output=True, timeout=120)
+        times.append(time.monotonic() - start)
+    return min(times)
+
+
+def gather_args(batch: Path, out: Path) -> list:
+    return ["gather", "--staging", batch / "staging", "--num-shards", 2, "--output", out]
+
+
 def shard_args(d: Path, staging: Path, model: Path, index: int) -> list:
     return ["run-shard", "--input", d / "in.jsonl", "--staging", staging, "--shard-index", index, "--num-shards", 2,
             "--model", model, "--termination-message-path", staging / f"term-{index}", *FLAGS]
@@ -83,13 +101,13 @@ def check_run_shard(batch: Path, model: Path, tmp: Path, seed: int, long: bool) 
     return landed
 
 
-def check_gather(batch: Path, tmp: Path, seed: int, long: bool) -> int:
+def check_gather(batch: Path, tmp: Path, seed: int, long: bool, seconds: float) -> int:
     rng, out = random.Random(seed), tmp / "got.jsonl"
-    args = ["gather", "--staging", batch / "staging", "--num-shards", 2, "--output", out]
+    args = gather_args(batch, out)
     landed = 0
     for _ in range(_kills(rng, long)):
         proc = subprocess.Popen([*WORKER, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0, 1.5))  # gather imports no paddle: it ends within ~1 s here
+        time.sleep(rng.uniform(0, seconds))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         landed += proc.returncode == -signal.SIGKILL
@@ -110,19 +128,19 @@ def test_killed_then_restarted_gives_identical_output(batch, tiny_model, tmp_pat
 
 
 @pytest.mark.parametrize("seed", SHORT)
-def test_gather_killed_then_restarted_gives_identical_output(batch, tmp_path, seed):
-    check_gather(batch, tmp_path, seed, long=False)
+def test_gather_killed_then_restarted_gives_identical_output(batch, gather_seconds, tmp_path, seed):
+    check_gather(batch, tmp_path, seed, long=False, seconds=gather_seconds)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["run-batch", "run-shard", "gather"])
-def test_long_many_seeds_many_kills(batch, tiny_model, tmp_path, command):
+def test_long_many_seeds_many_kills(batch, gather_seconds, tiny_model, tmp_path, command):
     landed = 0
     for seed in LONG:
         d = tmp_path / str(seed)
         d.mkdir()
         if command == "gather":
-            landed += check_gather(batch, d, seed, long=True)
+            landed += check_gather(batch, d, seed, long=True, seconds=gather_seconds)
         else:
             landed += CHECKS[command](batch, tiny_model, d, seed, long=True)
     print(f"{command}: {len(LONG)} seeds, {landed} kills landed mid-run, 0 lines lost")
