@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kernels import get_backend
 from kernels.cpu.build import CXX_FLAGS, LD_FLAGS, target
-from worker.bench.attention import attention_inputs
+from worker.bench.attention import attention_inputs, kv_bytes_read
 from worker.bench.machine import best_time, copy_bandwidth_gbps
 from worker.bench.workloads import full_plan
 from worker.platform import Platform, paddle
@@ -35,7 +35,7 @@ def load_probe(build_dir: Path) -> None:
 def main() -> None:
     bench = full_plan().attention
     query, k_cache, v_cache, qsl, lens, tables = attention_inputs(bench)
-    kv_bytes = 2 * bench.num_seqs * bench.context_len * bench.num_kv_heads * bench.head_dim * 4
+    kv_bytes = kv_bytes_read(bench)
     with tempfile.TemporaryDirectory() as build_dir:
         load_probe(Path(build_dir))
     run = paddle._C_ops._run_custom_op

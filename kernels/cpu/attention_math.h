@@ -89,8 +89,8 @@ inline void Scale(float alpha, float* __restrict y, int64_t n) {
 }
 
 // out[t] = scale * q . k[t] for t < n (keys are rows of d floats).
-inline void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d, float scale,
-               float* __restrict out) {
+inline void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d,
+                      float scale, float* __restrict out) {
   int64_t t = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   if (d % 8 == 0) {
@@ -121,8 +121,8 @@ inline void QueryKeys(const float* __restrict q, const float* __restrict k, int6
 }
 
 // acc0 += sum_t p0[t] v[t] and acc1 += sum_t p1[t] v[t], t < n: two rows share each V load.
-inline void ProbsValues(const float* __restrict p0, const float* __restrict p1, const float* __restrict v, int64_t n,
-                 int64_t d, float* __restrict acc0, float* __restrict acc1) {
+inline void ProbsValues(const float* __restrict p0, const float* __restrict p1, const float* __restrict v,
+                        int64_t n, int64_t d, float* __restrict acc0, float* __restrict acc1) {
 #if defined(__AVX2__) && defined(__FMA__)
   if (d % 32 == 0) {
     // Register tile: 2 rows x 32 floats stay in eight accumulators across all n keys.

@@ -33,10 +33,15 @@ def attention_inputs(b: AttentionBench):
     )
 
 
+def kv_bytes_read(b: AttentionBench) -> int:
+    """Bytes of K and V (float32) one decode call reads: every sequence's whole context."""
+    return 2 * b.num_seqs * b.context_len * b.num_kv_heads * b.head_dim * 4
+
+
 def run_attention_bench(bench: AttentionBench, repeats: int) -> list[AttentionResult]:
     cpu = Platform(device="cpu", dtype="float32")
     query, k_cache, v_cache, qsl, lens, tables = attention_inputs(bench)
-    kv_bytes = 2 * bench.num_seqs * bench.context_len * bench.num_kv_heads * bench.head_dim * 4
+    kv_bytes = kv_bytes_read(bench)
     results = []
     for name in list_backends():
         try:

@@ -40,4 +40,3 @@ def run_sampler_bench(rows: int, vocab_size: int, repeats: int) -> list[SamplerR
         seconds = best_time(lambda: sampler(logits, seqs), repeats)
         results.append(SamplerResult(setting=name, rows=rows, vocab_size=vocab_size, seconds=seconds))
     return results
-
