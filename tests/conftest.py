@@ -1,3 +1,13 @@
-"""Shared fixtures: real local servers for storage tests (see tests/servers.py)."""
+"""Shared fixtures: real local servers for storage tests (tests/servers.py) and the real
+Kubernetes control plane with the kubelet player (tests/cluster/)."""
+
+import pytest
 
 from tests.servers import _moto_server, http_server, s3_server  # noqa: F401
+
+pytest_plugins = ["tests.cluster.fixtures"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `after_cluster_tests` read what the whole suite did to the control plane: last."""
+    items.sort(key=lambda item: item.get_closest_marker("after_cluster_tests") is not None)

@@ -9,7 +9,7 @@ import structlog
 
 from batchinfer_operator import kube, metrics
 from batchinfer_operator.names import GROUP, LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, PLURAL, VERSION
-from batchinfer_operator.reconcile import reconcile_latest
+from batchinfer_operator.reconcile import now_iso, reconcile_latest
 from batchinfer_operator.settings import OperatorSettings, settings_from_env
 
 log = structlog.get_logger(__name__)
@@ -21,8 +21,15 @@ def _settings(memo: kopf.Memo) -> OperatorSettings:
     return memo["batchinfer_settings"]
 
 
+COMPONENT = "batchinfer-operator"
+
+
 def post_event(cr: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    kopf.event(cr, type=type_, reason=reason, message=message[:1000])
+    """Never fails the pass that posts it: the status it announces is already written."""
+    try:
+        kube.post_event(cr, type_, reason, message, COMPONENT, now_iso())
+    except kube.KubeError as exc:
+        log.warning("event not posted", reason=reason, error=str(exc))
 
 
 @kopf.on.startup()
@@ -38,7 +45,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     # Our transitions are posted explicitly; kopf's own log lines become Events only if warnings.
     settings.posting.level = logging.WARNING
-    settings.posting.reporting_component = "batchinfer-operator"
+    settings.posting.reporting_component = COMPONENT
     # One replica (the Deployment's strategy is Recreate): no peering objects needed.
     settings.peering.standalone = True
     settings.execution.max_workers = 8
@@ -74,13 +81,17 @@ async def _resync_forever(settings: OperatorSettings) -> None:
         await asyncio.sleep(settings.resync_seconds)
         try:
             runs = await asyncio.to_thread(kube.list_crs, settings.namespaces)
-            for cr in runs:
-                if (cr.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                    continue
-                meta = cr["metadata"]
-                await asyncio.to_thread(reconcile_latest, meta["namespace"], meta["name"], settings, post_event)
         except Exception as exc:  # keep resyncing: the next pass may well succeed
-            log.warning("resync failed", error=str(exc))
+            log.warning("resync: listing runs failed", error=str(exc))
+            continue
+        for cr in runs:
+            if (cr.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            meta = cr["metadata"]
+            try:  # one run's failure must not stop the others' resync
+                await asyncio.to_thread(reconcile_latest, meta["namespace"], meta["name"], settings, post_event)
+            except Exception as exc:
+                log.warning("resync failed", run=f"{meta['namespace']}/{meta['name']}", error=str(exc))
 
 
 @kopf.on.startup()

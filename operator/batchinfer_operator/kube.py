@@ -88,6 +88,23 @@ def patch_cr_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     _call("PATCH", _cr_path(namespace, name) + "/status", {"status": status}, "application/merge-patch+json")
 
 
+def post_event(cr: dict[str, Any], type_: str, reason: str, message: str, component: str, now: str) -> None:
+    """A core/v1 Event about the CR, written directly: kopf.event works only inside kopf's own
+    per-object handlers (its event queue is a context variable), not in our resync."""
+    meta = cr["metadata"]
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": cr.get("apiVersion", f"{GROUP}/{VERSION}"),
+                           "kind": cr.get("kind", "BatchInference"), "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta.get("uid")},
+        "type": type_, "reason": reason, "message": message[:1000],
+        "source": {"component": component}, "reportingComponent": component,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }
+    _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", event)
+
+
 def read_job(namespace: str, name: str) -> dict[str, Any] | None:
     try:
         return _call("GET", _job_path(namespace, name))

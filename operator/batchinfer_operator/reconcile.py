@@ -27,7 +27,7 @@ from batchinfer_operator.worker_command import RunValues
 # structlog directly: importing the worker package could pull in its engine.
 log = structlog.get_logger(__name__)
 
-# (cr, type, reason, message): kopf.event in the operator, a list in tests.
+# (cr, type, reason, message): a core/v1 Event in the operator, a list in tests.
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 
 

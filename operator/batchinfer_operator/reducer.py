@@ -56,7 +56,8 @@ def _shard_counts(obs: Observed, total: int, prior: BatchInferenceStatus | None)
         total=total,
         succeeded=min(succeeded, total),
         failed=len(parse_indexes(status.get("failedIndexes"))),
-        active=int(status.get("active") or 0),
+        # `active` counts Pending, unscheduled pods too; `ready` is what runs.
+        active=int(status.get("ready") or 0),
     )
 
 
@@ -125,11 +126,12 @@ def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | Non
     job = obs.shards_job
     if job.get("spec", {}).get("suspend") and spec.queue_name:
         return Phase.PENDING, f"waiting for admission by Kueue queue {spec.queue_name}"
-    started = shards.active or shards.succeeded or shards.failed or job.get("status", {}).get("startTime")
+    started = shards.active or shards.succeeded or shards.failed
     # A shards Job deleted mid-run is created again: the run goes on, it is not Pending anew.
     if started or (prior is not None and prior.phase is Phase.RUNNING):
         return Phase.RUNNING, f"{shards.succeeded}/{shards.total} shard(s) done, {shards.active} running"
-    return Phase.PENDING, "waiting for the shard pods to start"
+    waiting = int(job.get("status", {}).get("active") or 0)
+    return Phase.PENDING, f"waiting for the shard pods to start ({waiting} not running yet)"
 
 
 def _condition(

@@ -1,7 +1,7 @@
-"""The whole run through the real operator: HTTP input from a real server on 127.0.0.1, 3 shards
-(one killed once), staging on S3 (moto, credentials from a Secret), the operator stopped and
-started again mid-run, the output PUT back; it must equal `worker run-batch` on the whole file,
-byte for byte, with one Job of each kind."""
+"""The whole run through the real operator on the real control plane: HTTP input from a real
+server on 127.0.0.1, 3 shards (one killed once and retried by the Job controller), staging on S3
+(moto, credentials from a Secret), the operator stopped and started again mid-run, the output PUT
+back; it must equal `worker run-batch` on the whole file, byte for byte, with one Job of each kind."""
 
 import base64
 import json
@@ -11,11 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.operator.conftest import CR_PATH, NAMESPACE, running_operator, wait_for, worker_has
-from tests.operator.job_controller import VENV_BIN, JobController
-from tests.operator.kube_api import KubeAPI
-from tests.operator.rbac import denied
-from tests.operator.test_operator_integration import cr, events_for, wait_phase
+from tests.cluster.harness import Cluster
+from tests.cluster.kubelet import VENV_BIN
+from tests.operator.conftest import worker_has
 
 pytestmark = [
     pytest.mark.timeout(600),
@@ -47,7 +45,7 @@ def s3_secret(s3: Any) -> dict[str, Any]:
     values = {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": "testing",
               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "staging-s3", "namespace": NAMESPACE},
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "staging-s3"},
             "data": data}
 
 
@@ -63,30 +61,28 @@ def run_batch_whole(tmp_path: Path, model: Path, batch_id: str, created: int) ->
 
 
 def test_sharded_run_equals_run_batch_byte_for_byte(
-    kube: KubeAPI, controller: JobController, http_server: Any, s3_server: Any, tiny_model: Path,
-    tmp_path: Path,
+    cluster: Cluster, http_server: Any, s3_server: Any, tiny_model: Path, tmp_path: Path,
 ) -> None:
     http_server.store.files["/in.jsonl"] = input_bytes()
-    kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", s3_secret(s3_server))
+    cluster.kube.create("/api/v1/namespaces/{ns}/secrets", s3_secret(s3_server))
     spec = dict(
-        model=str(tiny_model), input={"url": http_server.url("in.jsonl")},
-        output={"url": http_server.url("out.jsonl")}, staging={"url": s3_server.url("staging")},
-        credentials={"secretName": "staging-s3"}, shards=3, parallelism=3, engine=ENGINE,
-        retries={"perShard": 2}, worker={"env": [{"name": "BATCHINFER_RETRY_BASE_SECONDS", "value": "0.01"}]},
+        input={"url": http_server.url("in.jsonl")}, output={"url": http_server.url("out.jsonl")},
+        staging={"url": s3_server.url("staging")}, credentials={"secretName": "staging-s3"}, shards=3,
+        parallelism=3, engine=ENGINE, retries={"perShard": 2},
+        **cluster.model_claim(tiny_model),
     )
-    controller.kill_first[("ok-shards", 1)] = 1  # shard 1 fails once (SIGKILL), then succeeds
-    with running_operator():  # stopped mid-run: the Job controller carries on without it
-        kube.create(CR_PATH, cr("ok", **spec))
-        wait_for("a finished shard", lambda: controller.states.get("ok-shards") and
-                 controller.states["ok-shards"].completed, timeout=300)
-    with running_operator():
-        status = wait_phase(kube, "ok", {"Succeeded", "Failed"}, timeout=500)
-        # Events are posted asynchronously, after the status patch.
-        wait_for("the final Event", lambda: any(e["reason"] == status["phase"] for e in events_for(kube, "ok")))
-        reasons = [e["reason"] for e in events_for(kube, "ok")]
-    assert status["phase"] == "Succeeded", (status, controller.pod_stderr()[-3000:])
+    cluster.kubelet.add_fault("ok-shards", 1, "crash")  # shard 1 fails once (SIGKILL), then succeeds
+    cluster.operator.start()  # stopped mid-run: the Job controller carries on without it
+    cluster.create_cr("ok", **spec)
+    cluster.wait("a finished shard", lambda: ((cluster.job("ok-shards") or {}).get("status") or {}).get("succeeded"),
+                 timeout=300)
+    cluster.operator.stop()
+    cluster.operator.start()
+    status = cluster.wait_phase("ok", {"Succeeded", "Failed"}, timeout=500)
+    cluster.wait_event("ok", status["phase"])
+    assert status["phase"] == "Succeeded", (status, cluster.kubelet.pod_stderr()[-3000:])
 
-    meta = kube.get(f"{CR_PATH}/ok")["metadata"]
+    meta = cluster.cr("ok")["metadata"]
     from batchinfer_operator.validation import batch_id, created_unix
 
     expected, summary = run_batch_whole(tmp_path, tiny_model, batch_id(meta["uid"]),
@@ -96,8 +92,8 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
     assert status["requestCounts"]["completed"] == summary["served"]
     assert status["requestCounts"]["failed"] == sum(summary["failed"].values()) >= 1
     assert status["shards"] == {"total": 3, "succeeded": 3, "failed": 0, "active": 0}
-    assert controller.states["ok-shards"].failures == {1: 1}  # the killed attempt was retried
+    # The killed attempt was retried by the Job controller, and counted against the index.
+    assert cluster.kubelet.started[("ok-shards", 1)] == 2 and cluster.job("ok-shards")["status"]["failed"] == 1
     assert status["shardsDisplay"] == "3/3" and status["completionTime"] and status["startTime"]
-    assert sorted(b["metadata"]["name"] for b in kube.creations("batch/v1/jobs")) == ["ok-gather", "ok-shards"]
-    assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(reasons)
-    assert denied(kube.operator_calls()) == set()  # least privilege: the shipped RBAC suffices
+    assert cluster.jobs_created() == ["ok-gather", "ok-shards"]
+    assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(cluster.reasons("ok"))

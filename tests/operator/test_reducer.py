@@ -50,12 +50,19 @@ def test_no_job_yet_is_pending() -> None:
     assert status.shards.total == 3 and status.observed_generation == 2
 
 
+def test_pods_not_yet_running_leave_the_run_pending() -> None:
+    """The Job controller's `active` counts Pending, unscheduled pods; only `ready` ones run."""
+    status = reduce(shards_job=job(active=3, ready=0, startTime="2026-01-02T04:00:00Z"))
+    assert status.phase == "Pending" and status.shards.active == 0
+    assert status.message == "waiting for the shard pods to start (3 not running yet)"
+
+
 def test_running_counts_shards_and_sums_summaries_of_succeeded_pods() -> None:
     pods = [pod(0, "Succeeded", 0, summary(7, 6, {"invalid_request": 1})),
             pod(1, "Failed", 137), pod(1, "Running", created="2026-01-02T04:10:00Z"),
             pod(2, "Succeeded", 0, "not json")]
-    status = reduce(shards_job=job(active=1, succeeded=2, completedIndexes="0,2", startTime="2026-01-02T04:00:00Z"),
-                    shard_pods=pods)
+    status = reduce(shards_job=job(active=1, ready=1, succeeded=2, completedIndexes="0,2",
+                                   startTime="2026-01-02T04:00:00Z"), shard_pods=pods)
     assert status.phase == "Running" and status.start_time == "2026-01-02T04:00:00Z"
     assert (status.shards.succeeded, status.shards.active, status.shards.failed) == (2, 1, 0)
     assert (status.request_counts.total, status.request_counts.completed, status.request_counts.failed) == (7, 6, 1)

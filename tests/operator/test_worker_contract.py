@@ -6,7 +6,7 @@ import pytest
 
 from batchinfer_operator import worker_command as wc
 from tests.operator.conftest import worker_has
-from tests.operator.job_controller import VENV_BIN
+from tests.cluster.kubelet import VENV_BIN
 
 pytestmark = pytest.mark.skipif(not (worker_has("run-shard") and worker_has("gather")),
                                 reason="worker run-shard/gather")

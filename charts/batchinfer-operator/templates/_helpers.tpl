@@ -59,6 +59,11 @@ messages), and Events. No Secrets: worker pods mount the Secret a resource names
 - apiGroups: [batchinfer.io]
   resources: [batchinferences/status]
   verbs: [patch, update]
+# Our Jobs set blockOwnerDeletion (a foreground delete of a run waits for its Jobs); where
+# OwnerReferencesPermissionEnforcement is on (OpenShift's default) that needs this grant.
+- apiGroups: [batchinfer.io]
+  resources: [batchinferences/finalizers]
+  verbs: [update]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch]
