@@ -16,6 +16,7 @@ class Call:
     name: str
     code: int
     body: Any
+    authorized: bool  # RBAC's decision; a 403 can also come from admission (a namespace being deleted)
 
 
 def calls(audit_log: Path) -> list[Call]:
@@ -30,5 +31,7 @@ def calls(audit_log: Path) -> list[Call]:
             out.append(Call(user=event["user"]["username"], verb=event["verb"], group=ref.get("apiGroup", ""),
                             resource=resource, namespace=ref.get("namespace", ""), name=ref.get("name", ""),
                             code=(event.get("responseStatus") or {}).get("code", 0),
-                            body=event.get("requestObject")))
+                            body=event.get("requestObject"),
+                            authorized=(event.get("annotations") or {}).get("authorization.k8s.io/decision")
+                            != "forbid"))
     return out

@@ -70,8 +70,8 @@ class Cluster:
                 if e.get("involvedObject", {}).get("name") == name]
 
     def reasons(self, name: str) -> list[str]:
-        events = sorted(self.events_for(name), key=lambda e: (e.get("firstTimestamp") or e.get("eventTime") or "",
-                                                               e["metadata"]["creationTimestamp"]))
+        """In the order they were written (timestamps have whole seconds; resourceVersions grow)."""
+        events = sorted(self.events_for(name), key=lambda e: int(e["metadata"]["resourceVersion"]))
         return [e["reason"] for e in events]
 
     # -- the server's record ------------------------------------------------------------------------
@@ -94,10 +94,11 @@ class Cluster:
 
     def model_claim(self, model_dir: Path, env: list[dict[str, Any]] = POD_ENV) -> dict[str, Any]:
         """Spec fields that mount `model_dir` as a user mounts a model: a PersistentVolumeClaim."""
-        self.kube.create("/api/v1/namespaces/{ns}/persistentvolumeclaims", {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models"},
-            "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
-        self.kubelet.claims["models"] = model_dir.parent
+        if "models" not in self.kubelet.claims:
+            self.kube.create("/api/v1/namespaces/{ns}/persistentvolumeclaims", {
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models"},
+                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+            self.kubelet.claims["models"] = model_dir.parent
         return {"model": f"/models/{model_dir.name}", "worker": {
             "env": list(env), "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "models"}}],
             "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}]}}

@@ -24,7 +24,7 @@ from typing import Any
 
 from tests.cluster.api import ApiError, KubeClient
 
-VENV_BIN = str(Path(sys.executable).parent)
+VENV_BIN = Path(sys.executable).parent
 NODE = "kubelet-player"
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 _addresses = itertools.count(2)
@@ -283,7 +283,7 @@ class KubeletPlayer:
             return self._confirm_deletion(pod)
         if name in self.runs or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
-        if pod["spec"].get("nodeName") not in (None, NODE) or self.paused.is_set():
+        if pod["spec"].get("nodeName") not in (None, NODE) or self.paused.is_set() or not _of_a_job(pod):
             return
         job = _job_index(pod)[0]
         if job in self.budget:
@@ -314,6 +314,11 @@ class KubeletPlayer:
             if not run.finished.is_set():
                 return  # still stopping: confirmed on a later pass, after its terminal status
         self.kube.delete(f"/api/v1/namespaces/{{ns}}/pods/{pod['metadata']['name']}", grace_seconds=0)
+
+
+def _of_a_job(pod: dict[str, Any]) -> bool:
+    """Only Job pods are played (the operator's own Deployment pod needs in-cluster credentials)."""
+    return any(o.get("kind") == "Job" for o in pod["metadata"].get("ownerReferences") or [])
 
 
 def _job_index(pod: dict[str, Any]) -> tuple[str, int]:

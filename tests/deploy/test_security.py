@@ -17,17 +17,17 @@ from tests.deploy.render import (
 
 # What the operator may do, exactly: adding a permission must be a deliberate test change.
 OPERATOR_PERMISSIONS = {
-    ("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("get", "list", "watch")
+    ("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")
 } | {
     ("batchinfer.io", "batchinferences", verb) for verb in ("get", "list", "watch", "patch", "update")
 } | {
     ("batchinfer.io", "batchinferences/status", verb) for verb in ("patch", "update")
 } | {
+    ("batchinfer.io", "batchinferences/finalizers", "update"),
+} | {
     ("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch")
 } | {
-    ("", "pods", verb) for verb in ("get", "list", "watch")
-} | {
-    ("", "events", verb) for verb in ("create", "patch")
+    ("", "pods", "list"), ("", "events", "create"),
 }
 
 

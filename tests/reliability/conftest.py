@@ -1,24 +1,19 @@
-"""Fixtures of the reliability suite: the bundled tiny model (shared with tests/batch) and the
-real local servers (tests/servers.py, plus the fault-injecting ones in faults.py); the
-operator as its own process (operator_run.py)."""
+"""Fixtures of the reliability suite: the bundled tiny model (shared with tests/batch), the real
+local servers (tests/servers.py, plus the fault-injecting ones in faults.py) and, for the
+operator's faults, the real control plane (tests/cluster/) with the staging Secret in place."""
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.batch.conftest import tiny_model  # noqa: F401
-from tests.operator.conftest import NAMESPACE, controller, kube  # noqa: F401
-from tests.operator.kube_api import KubeAPI
-from tests.reliability.operator_run import OperatorProcess
+from tests.cluster.harness import Cluster
 
 
 @pytest.fixture
-def operator(tmp_path: Path, kube: KubeAPI, s3_server: Any) -> Iterator[OperatorProcess]:
-    """The operator as its own process (not started yet), with the staging Secret in place."""
+def staged(cluster: Cluster, s3_server: Any) -> Cluster:
+    """The cluster of this test with the Secret that holds moto's S3 credentials."""
     from tests.operator.test_operator_success import s3_secret  # runs `worker --help`: only when used
 
-    kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", s3_secret(s3_server))
-    with OperatorProcess(tmp_path) as op:
-        yield op
+    cluster.kube.create("/api/v1/namespaces/{ns}/secrets", s3_secret(s3_server))
+    return cluster

@@ -100,18 +100,15 @@ def test_url_policy_allows_ordinary_urls():
 
 def _secret(name: str) -> dict:
     values = {"AWS_ACCESS_KEY_ID": SECRETS[0], "AWS_SECRET_ACCESS_KEY": SECRETS[1], "AWS_SESSION_TOKEN": SECRETS[4]}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"},
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}}
 
 
 @pytest.mark.timeout(300)
-def test_operator_never_shows_credentials(kube, controller, tmp_path: Path):
-    from kopf.testing import KopfRunner
+def test_operator_never_shows_credentials(cluster):
+    from tests.cluster.kubelet import VENV_BIN
 
-    from tests.operator.conftest import CR_PATH, NAMESPACE, wait_for
-    from tests.operator.test_operator_integration import cr, events_for, wait_phase
-
-    kube.request("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", _secret("creds"))
+    cluster.kube.create("/api/v1/namespaces/{ns}/secrets", _secret("creds"))
     env = {"env": [{"name": "BATCHINFER_RETRY_BASE_SECONDS", "value": "0.01"}]}
     with FaultyServer() as http:
         bad = dict(model="/models/m", input={"url": f"http://u:{SECRETS[2]}@169.254.169.254/x?s={SECRETS[3]}"},
@@ -120,17 +117,20 @@ def test_operator_never_shows_credentials(kube, controller, tmp_path: Path):
                        output={"url": presigned(http, "out.jsonl")}, staging={"url": "s3://staging/runs"},
                        credentials={"secretName": "creds"}, shards=2, retries={"perShard": 0}, worker=env)
         # as the chart runs it at its default logLevel (info); --verbose logs whole CR bodies
-        with KopfRunner(["run", "-m", "batchinfer_operator", "--standalone", "-A", "--log-format=json"],
-                        timeout=60) as runner:
-            kube.create(CR_PATH, cr("bad", **bad))
-            kube.create(CR_PATH, cr("failing", **failing))
-            statuses = [wait_phase(kube, name, {"Failed"}) for name in ("bad", "failing")]
-            wait_for("Failed events", lambda: all(any(e["reason"] == "Failed" for e in events_for(kube, n))
-                                                  for n in ("bad", "failing")))
-            events = [str(events_for(kube, n)) for n in ("bad", "failing")]
-    assert runner.exception is None and "Handler" in runner.output
-    assert "link-local" in statuses[0]["message"] and statuses[1]["message"].startswith("shard ")
+        cluster.operator.start([f"{VENV_BIN}/kopf", "run", "--standalone", "--all-namespaces", "--log-format=json",
+                                "-m", "batchinfer_operator"])
+        cluster.create_cr("bad", **bad)
+        cluster.create_cr("failing", **failing)
+        statuses = [cluster.wait_phase(name, {"Failed"}) for name in ("bad", "failing")]
+        for name in ("bad", "failing"):
+            cluster.wait_event(name, "Failed")
+        events = [str(cluster.events_for(n)) for n in ("bad", "failing")]
+        cluster.operator.stop()
+    log = cluster.operator.log()
+    assert "Handler" in log
+    assert "link-local" in statuses[0]["message"] and statuses[1]["message"].startswith("shard "), statuses
     # pod statuses (termination messages); the pod spec carries the CR's own URLs, as the CR does
-    pods = str([p.get("status") for p in kube.items(f"/api/v1/namespaces/{NAMESPACE}/pods")])
-    assert "worker run-shard: error" in controller.pod_stderr()  # the pods ran, with the Secret, and failed
-    assert_no_secret(str(statuses), *events, runner.output, pods, controller.pod_stderr())
+    pods = str([p.get("status") for p in cluster.pods()])
+    stderr = cluster.kubelet.pod_stderr()
+    assert "worker run-shard: error" in stderr  # the pods ran, with the Secret, and failed
+    assert_no_secret(str(statuses), *events, log, pods, stderr)

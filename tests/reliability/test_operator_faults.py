@@ -1,6 +1,6 @@
-"""The operator under process faults, running for real (`kopf run` in its own process) against
-kmock, with the test playing the Job controller: killed (SIGKILL) or stopped (SIGTERM) at every
-phase of a run, a shards Job deleted by hand mid-run, pods preempted. Each run must end in
+"""The operator under process faults on the real control plane (`kopf run` in its own process,
+the real Job controller; the test plays the kubelet): killed (SIGKILL) or stopped (SIGTERM) at
+every phase of a run, a shards Job deleted by hand mid-run, pods preempted. Each run must end in
 the right phase with the right counts, every output line accounted for, no Job created twice,
 and no finished shard computed again."""
 
@@ -11,17 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.operator.conftest import CR_PATH, NAMESPACE, wait_for, worker_has
-from tests.operator.job_controller import INDEX_KEY, JobController
-from tests.operator.kube_api import KubeAPI
-from tests.operator.test_operator_integration import cr, events_for
+from tests.cluster.harness import JOBS_PATH, Cluster
+from tests.cluster.kubelet import INDEX_KEY
+from tests.operator.conftest import worker_has
 from tests.reliability.operator_run import (
-    BAD_LINE, OperatorProcess, check_output, cr_path, job, jobs_created, put_input, run_spec, served_line,
-    status_writes, wait_status,
+    BAD_LINE, check_output, job_succeeded, put_input, run_spec, served_line,
 )
 
 pytestmark = [
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(400),
     pytest.mark.skipif(not (worker_has("run-shard") and worker_has("gather")), reason="worker run-shard/gather"),
 ]
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
@@ -38,57 +36,54 @@ def finished_ok(status: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("sig", [
     pytest.param(signal.SIGKILL, id="killed"),
-    pytest.param(signal.SIGTERM, id="stopped", marks=pytest.mark.slow),  # graceful: also in tests/operator
+    pytest.param(signal.SIGTERM, id="stopped", marks=pytest.mark.slow),
 ])
-def test_operator_down_at_every_phase(
-    kube: KubeAPI, controller: JobController, operator: OperatorProcess, http_server: Any, s3_server: Any,
-    tiny_model: Path, sig: int,
-) -> None:
+def test_operator_down_at_every_phase(staged: Cluster, http_server: Any, s3_server: Any, tiny_model: Path,
+                                      sig: int) -> None:
+    c = staged
     put_input(http_server, "p", LINES)
-    controller.paused.set()  # the Job controller has not started the Job: the run stays Pending
-    operator.start()
-    kube.create(CR_PATH, cr("p", **run_spec(http_server, s3_server, tiny_model, "p", shards=3)))
-    wait_status(kube, "p", "Pending with its Job", lambda s: s.get("phase") == "Pending" and job(kube, "p-shards"))
-    operator.stop(sig)  # 1: Pending
+    c.kubelet.paused.set()  # no pod is bound yet: the run stays Pending
+    c.operator.start()
+    c.create_cr("p", **run_spec(c, http_server, s3_server, tiny_model, "p", shards=3))
+    c.wait_status("p", "Pending with its Job", lambda s: s.get("phase") == "Pending" and c.job("p-shards"))
+    c.operator.stop(sig)  # 1: Pending
 
-    controller.pod_budget["p-shards"] = 2  # two shards finish while no operator runs
-    controller.paused.clear()
-    wait_for("two shards done", lambda: len(getattr(controller.states.get("p-shards"), "completed", ())) == 2)
-    operator.start()
-    wait_status(kube, "p", "Running, 2/3", lambda s: s.get("phase") == "Running" and s["shards"]["succeeded"] == 2)
-    operator.stop(sig)  # 2: Running, some shards done
+    c.kubelet.budget["p-shards"] = 2  # two shards finish while no operator runs
+    c.kubelet.paused.clear()
+    c.wait("two shards done", lambda: job_succeeded(c, "p-shards") == 2)
+    c.operator.start()
+    c.wait_status("p", "Running, 2/3", lambda s: s.get("phase") == "Running" and s["shards"]["succeeded"] == 2)
+    c.operator.stop(sig)  # 2: Running, some shards done
 
-    controller.pod_budget["p-gather"] = 0  # the gather Job waits to be scheduled
-    del controller.pod_budget["p-shards"]
-    operator.start()
-    wait_status(kube, "p", "Finalizing", lambda s: s.get("phase") == "Finalizing" and job(kube, "p-gather"))
-    operator.stop(sig)  # 3: Finalizing, the gather Job created, not yet done
+    c.kubelet.budget["p-gather"] = 0  # the gather's pod waits to be scheduled
+    del c.kubelet.budget["p-shards"]
+    c.operator.start()
+    c.wait_status("p", "Finalizing", lambda s: s.get("phase") == "Finalizing" and c.job("p-gather"))
+    c.operator.stop(sig)  # 3: Finalizing, the gather Job created, not yet done
 
-    del controller.pod_budget["p-gather"]  # the gather runs while no operator runs
-    wait_for("the gather done", lambda: controller.states.get("p-gather") and controller.states["p-gather"].completed)
-    operator.start()
-    status = wait_status(kube, "p", "Succeeded", lambda s: s.get("phase") in ("Succeeded", "Failed"))
-    wait_for("the Succeeded Event", lambda: any(e["reason"] == "Succeeded" for e in events_for(kube, "p")))
-    operator.stop(sig)  # 4: after Succeeded
-    before = kube.get(cr_path("p"))
+    del c.kubelet.budget["p-gather"]  # the gather runs while no operator runs
+    c.wait("the gather done", lambda: job_succeeded(c, "p-gather") == 1)
+    c.operator.start()
+    status = c.wait_phase("p", {"Succeeded", "Failed"})
+    c.wait_event("p", "Succeeded")
+    c.operator.stop(sig)  # 4: after Succeeded
+    before = c.cr("p")
 
-    operator.start()
-    wait_for("the operator resumed the run", lambda: "Resuming is processed" in operator.log(),
-             detail=operator.log)
-    operator.stop(signal.SIGTERM)
+    c.operator.start()
+    c.wait("the operator resumed the run", lambda: "Resuming is processed" in c.operator.log())
+    c.operator.stop(signal.SIGTERM)
     finished_ok(status)
-    assert kube.get(cr_path("p")) == before  # a finished run is left alone
-    assert [e["reason"] for e in events_for(kube, "p")].count("Succeeded") == 1
-    assert jobs_created(kube) == ["p-gather", "p-shards"]  # none created twice
+    assert c.cr("p")["status"] == before["status"] and c.cr("p")["spec"] == before["spec"]  # left alone
+    assert c.reasons("p").count("Succeeded") == 1
+    assert c.jobs_created() == ["p-gather", "p-shards"]  # none created twice
     check_output(http_server, "p", served=["a", "c"], errors=1)
-    assert operator.starts == 5
+    assert c.operator.starts == 5
 
 
-def shard_pods(kube: KubeAPI, job_uid: str) -> dict[int, dict[str, Any]]:
+def shard_pods(c: Cluster, job_uid: str) -> dict[int, dict[str, Any]]:
     """The pods the Job with this uid ran, by completion index (the last attempt of each)."""
-    pods = kube.items(f"/api/v1/namespaces/{NAMESPACE}/pods")
-    mine = sorted((p for p in pods if p["metadata"]["labels"].get(CONTROLLER_UID) == job_uid),
-                  key=lambda p: p["metadata"]["resourceVersion"].zfill(12))
+    mine = sorted((p for p in c.pods() if p["metadata"]["labels"].get(CONTROLLER_UID) == job_uid),
+                  key=lambda p: int(p["metadata"]["resourceVersion"]))
     return {int(p["metadata"]["labels"][INDEX_KEY]): p for p in mine}
 
 
@@ -97,73 +92,73 @@ def termination_message(pod: dict[str, Any]) -> str:
 
 
 def test_shards_job_deleted_by_hand_is_recreated_and_keeps_finished_shards(
-    kube: KubeAPI, controller: JobController, operator: OperatorProcess, http_server: Any, s3_server: Any,
-    tiny_model: Path,
+    staged: Cluster, http_server: Any, s3_server: Any, tiny_model: Path,
 ) -> None:
+    c = staged
     put_input(http_server, "d", LINES)
-    controller.pod_budget["d-shards"] = 2
-    operator.start()
-    kube.create(CR_PATH, cr("d", **run_spec(http_server, s3_server, tiny_model, "d", shards=3)))
-    wait_status(kube, "d", "Running, 2/3", lambda s: s.get("phase") == "Running" and s["shards"]["succeeded"] == 2)
-    old = job(kube, "d-shards")["metadata"]["uid"]
-    first = {i: termination_message(p) for i, p in shard_pods(kube, old).items()}
+    c.kubelet.budget["d-shards"] = 2
+    c.operator.start()
+    c.create_cr("d", **run_spec(c, http_server, s3_server, tiny_model, "d", shards=3))
+    c.wait_status("d", "Running, 2/3", lambda s: s.get("phase") == "Running" and s["shards"]["succeeded"] == 2)
+    old = c.job("d-shards")["metadata"]["uid"]
+    first = {i: termination_message(p) for i, p in shard_pods(c, old).items() if p["status"]["phase"] == "Succeeded"}
     assert sorted(first) == [0, 1]
 
-    written = len(status_writes(kube, "d"))
-    kube.request("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/d-shards")  # kubectl delete job
-    wait_for("the shards Job created again", lambda: (job(kube, "d-shards") or {}).get("metadata", {}).get("uid")
-             not in (None, old))
-    del controller.pod_budget["d-shards"]
-    status = wait_status(kube, "d", "Succeeded", lambda s: s.get("phase") in ("Succeeded", "Failed"))
-    wait_for("the final Event", lambda: any(e["reason"] == status["phase"] for e in events_for(kube, "d")))
-    operator.stop()
-    phases = [e["reason"] for e in events_for(kube, "d") if e["reason"] in PHASES]
-    assert phases == ["Pending", "Running", "Finalizing", "Succeeded"]  # never back to Pending
+    written = len(c.status_writes("d"))
+    c.kube.request("DELETE", f"{JOBS_PATH}/d-shards", {"propagationPolicy": "Background"})  # kubectl delete job
+    c.wait("the shards Job created again",
+           lambda: (c.job("d-shards") or {}).get("metadata", {}).get("uid") not in (None, old))
+    del c.kubelet.budget["d-shards"]
+    status = c.wait_phase("d", {"Succeeded", "Failed"})
+    c.wait_event("d", status["phase"])
+    c.operator.stop()
+    assert [r for r in c.reasons("d") if r in PHASES] == ["Pending", "Running", "Finalizing", "Succeeded"]
     # The counts never go backwards, not even while the new Job re-reports the finished shards.
-    writes = status_writes(kube, "d")
+    writes = c.status_writes("d")
     for counts in ([w["shards"]["succeeded"] for w in writes], [w["requestCounts"]["total"] for w in writes]):
         assert counts == sorted(counts), counts
-    after = [(w["shards"]["succeeded"], w["shardsDisplay"]) for w in writes[written:]]
+    after = [(w["shards"]["succeeded"], w["shardsDisplay"]) for w in writes[written:] if "shards" in w]
     assert after[0] == (2, "2/3") and after[-1] == (3, "3/3"), after
 
     finished_ok(status)
-    assert jobs_created(kube) == ["d-gather", "d-shards", "d-shards"]  # only the deleted one again
-    again = shard_pods(kube, job(kube, "d-shards")["metadata"]["uid"])
+    assert c.jobs_created() == ["d-gather", "d-shards", "d-shards"]  # only the deleted one again
+    again = shard_pods(c, c.job("d-shards")["metadata"]["uid"])
     assert sorted(again) == [0, 1, 2]
     for index in (0, 1):  # re-reported from staging: the stored summary, nothing served again
         assert termination_message(again[index]) == first[index]
-        stderr = (controller.workdir / again[index]["metadata"]["name"] / "stderr").read_text()
+        stderr = (c.kubelet.workdir / again[index]["metadata"]["name"] / "stderr").read_text()
         assert "run.start" not in stderr and "weights_loaded" not in stderr, stderr[-2000:]
     assert json.loads(termination_message(again[2]))["requests"] == 1
     check_output(http_server, "d", served=["a", "c"], errors=1)
 
 
 @pytest.mark.parametrize("disrupted", [True, False], ids=["preempted", "crashed"])
-def test_pod_disruption_uses_no_retry(
-    kube: KubeAPI, controller: JobController, operator: OperatorProcess, http_server: Any, s3_server: Any,
-    tiny_model: Path, disrupted: bool,
-) -> None:
+def test_pod_disruption_uses_no_retry(staged: Cluster, http_server: Any, s3_server: Any, tiny_model: Path,
+                                      disrupted: bool) -> None:
     """No retries allowed (perShard 0): shard 1 and the gather preempted twice each still
-    succeed; the same pods crashing (no DisruptionTarget) fail the run at once."""
+    succeed (the real Job controller applies the podFailurePolicy's Ignore rule); the same pods
+    crashing (no DisruptionTarget) fail the run at once."""
+    c = staged
     put_input(http_server, "x", LINES)
-    faults = controller.disrupt_first if disrupted else controller.kill_first
-    faults[("x-shards", 1)] = faults[("x-gather", 0)] = 2
-    operator.start()
-    kube.create(CR_PATH, cr("x", **run_spec(http_server, s3_server, tiny_model, "x", shards=3, per_shard=0)))
-    status = wait_status(kube, "x", "finished", lambda s: s.get("phase") in ("Succeeded", "Failed"))
-    operator.stop()
+    fault = "disrupt" if disrupted else "crash"
+    c.kubelet.add_fault("x-shards", 1, fault, fault)
+    c.kubelet.add_fault("x-gather", 0, fault, fault)
+    c.operator.start()
+    c.create_cr("x", **run_spec(c, http_server, s3_server, tiny_model, "x", shards=3, per_shard=0))
+    status = c.wait_phase("x", {"Succeeded", "Failed"}, timeout=300)
+    c.operator.stop()
 
-    shards = job(kube, "x-shards")
-    pods = [p for p in kube.items(f"/api/v1/namespaces/{NAMESPACE}/pods")
-            if p["metadata"]["labels"].get("job-name") == "x-shards"]
+    shards = c.job("x-shards")
+    pods = c.pods("x-shards")
     if not disrupted:
         assert status["phase"] == "Failed", status
         assert status["message"].startswith("shard 1 failed after 1 attempt(s): exit code 137"), status["message"]
-        assert shards["status"]["failed"] == 1 and jobs_created(kube) == ["x-shards"]
+        # The failed index ends the Job: the controller stops the other shards' pods too.
+        assert shards["status"]["failedIndexes"] == "1" and c.jobs_created() == ["x-shards"]
         return
     finished_ok(status)
-    preempted = [p for p in pods if any(c["type"] == "DisruptionTarget" for c in p["status"].get("conditions", []))]
+    preempted = [p for p in pods if any(k["type"] == "DisruptionTarget" for k in p["status"].get("conditions", []))]
     assert len(preempted) == 2 and len(pods) == 5  # 3 shards + 2 replacements for the preempted ones
-    assert shards["status"]["failed"] == 0 and controller.states["x-shards"].failures == {}
-    assert controller.states["x-gather"].failures == {} and jobs_created(kube) == ["x-gather", "x-shards"]
+    assert c.kubelet.started[("x-shards", 1)] == 3 and c.kubelet.started[("x-gather", 0)] == 3
+    assert c.jobs_created() == ["x-gather", "x-shards"]
     check_output(http_server, "x", served=["a", "c"], errors=1)

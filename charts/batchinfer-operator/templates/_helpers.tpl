@@ -67,17 +67,18 @@ messages), and Events. No Secrets: worker pods mount the Secret a resource names
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch]
+# Pods are only listed (their status says how each shard ended), never fetched one by one.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
 {{/* kopf scans CRDs at start and watches them to notice the CRD being (re)installed. */}}
 {{- define "batchinfer.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- end }}
