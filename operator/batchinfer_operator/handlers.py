@@ -43,7 +43,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    # Our transitions are posted explicitly; kopf's own log lines become Events only if warnings.
+    # Our transitions are posted explicitly; kopf's own log lines (a handler's error) become
+    # Events from WARNING up. kopf 1.45 posts nothing from its loggers unless told to.
+    settings.posting.loggers = True
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = COMPONENT
     # One replica (the Deployment's strategy is Recreate): no peering objects needed.

@@ -1,9 +1,10 @@
 """Pure builders of the two Jobs of a run: the Indexed shards Job and the gather Job."""
 
+import json
 from typing import Any
 
 from batchinfer_operator.names import (
-    API_VERSION, KIND, LABEL_KUEUE_QUEUE, ROLE_GATHER, ROLE_SHARDS,
+    ANNOTATION_BUILT_FROM, API_VERSION, KIND, LABEL_KUEUE_QUEUE, ROLE_GATHER, ROLE_SHARDS,
     gather_job_name, run_labels, shards_job_name,
 )
 from batchinfer_operator.pod_template import GATHER_RESOURCES, pod_template
@@ -51,6 +52,7 @@ def _job(cr: dict[str, Any], spec: BatchInferenceSpec, name: str, role: str, job
             "name": name,
             "namespace": meta["namespace"],
             "labels": _labels(cr, spec, role),
+            "annotations": {ANNOTATION_BUILT_FROM: json.dumps(spec.built_from(), sort_keys=True)},
             "ownerReferences": [owner_reference(cr)],
         },
         "spec": job_spec,
@@ -91,8 +93,6 @@ def gather_job(
         "podReplacementPolicy": "Failed",
         "template": template,
     }
-    # Only the gather Job expires: it finishes last. The shards Job must outlive the gather
-    # (it is the record of finished shards); it goes with the CR, through its ownerReference.
-    if spec.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = spec.ttl_seconds_after_finished
+    # Only the gather Job expires, and only once the run's status records it (plan.py sets the
+    # TTL then). The shards Job is the record of finished shards; it goes with the CR.
     return _job(cr, spec, gather_job_name(cr["metadata"]["name"]), ROLE_GATHER, job_spec)

@@ -134,6 +134,27 @@ def set_job_suspend(namespace: str, name: str, suspend: bool) -> None:
     _call("PATCH", _job_path(namespace, name), {"spec": {"suspend": suspend}}, "application/merge-patch+json")
 
 
+def set_job_ttl(namespace: str, name: str, seconds: int) -> None:
+    _call("PATCH", _job_path(namespace, name), {"spec": {"ttlSecondsAfterFinished": seconds}},
+          "application/merge-patch+json")
+
+
+def failed_creates(namespace: str, job_uids: dict[str, str]) -> dict[str, str]:
+    """The Job controller's latest FailedCreate Event message for each of these Jobs (name ->
+    uid: not an older Job of the same name), i.e. pods the API server refused: a missing
+    ServiceAccount or PriorityClass, a quota, an admission webhook."""
+    if not job_uids:
+        return {}
+    query = [("fieldSelector", "involvedObject.kind=Job,reason=FailedCreate")]
+    found: dict[str, tuple[str, str]] = {}
+    for event in (_call("GET", f"/api/v1/namespaces/{namespace}/events", query=query) or {}).get("items") or []:
+        involved = event.get("involvedObject", {})
+        name, stamp = involved.get("name"), event.get("lastTimestamp") or event.get("eventTime") or ""
+        if job_uids.get(name) == involved.get("uid") and stamp >= found.get(name, ("", ""))[0]:
+            found[name] = (stamp, event.get("message") or "")
+    return {name: message for name, (_, message) in found.items()}
+
+
 def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     """Callers still filter by labels: the selector is a server-side optimisation only."""
     path = f"/api/v1/namespaces/{namespace}/pods"

@@ -14,11 +14,15 @@ LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 # Set by the Job controller on every pod of an Indexed Job.
 ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
+# On each Job: digests of the spec fields it was built from (BatchInferenceSpec.built_from).
+ANNOTATION_BUILT_FROM = "batchinfer.io/built-from"
+
 ROLE_SHARDS = "shards"
 ROLE_GATHER = "gather"
 
-# Job names append a suffix and become pod labels (63 chars max), so CR names are shorter.
-MAX_NAME_LENGTH = 56
+# An Indexed Job's pods are named <job>-<index>-<random>, and the API server refuses a Job whose
+# "<job>-<last index>" is not a DNS label (63): with "-shards" and indexes up to 9999, 51.
+MAX_NAME_LENGTH = 51
 
 
 def shards_job_name(run_name: str) -> str:

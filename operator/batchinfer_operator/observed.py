@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from batchinfer_operator.names import ANNOTATION_COMPLETION_INDEX, LABEL_ROLE, LABEL_RUN
+from batchinfer_operator.names import ANNOTATION_BUILT_FROM, ANNOTATION_COMPLETION_INDEX, LABEL_ROLE, LABEL_RUN
 from batchinfer_operator.pod_template import CONTAINER_NAME
 
 MAX_REASON_CHARS = 300
@@ -109,3 +109,45 @@ def describe_failure(pod: dict[str, Any]) -> str:
     if message:
         text += f": {message[-MAX_REASON_CHARS:]}"
     return text
+
+
+# Container waiting reasons after which a pod never starts by itself: the run fails, saying so.
+CANNOT_START = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+                "CreateContainerError"}
+
+
+def cannot_start(pod: dict[str, Any]) -> str | None:
+    """Why a pod cannot start (an image that cannot be pulled, a missing Secret), if it cannot."""
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in CANNOT_START:
+            detail = (waiting.get("message") or "").strip()[-MAX_REASON_CHARS:]
+            return f"pod {pod['metadata']['name']} cannot start: {waiting['reason']}" + (f": {detail}" if detail else "")
+    return None
+
+
+def unschedulable(pod: dict[str, Any]) -> str | None:
+    """The scheduler's word on a Pending pod it could not place (PodScheduled=False)."""
+    if pod.get("status", {}).get("phase") not in (None, "Pending"):
+        return None
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            why = (cond.get("message") or cond.get("reason") or "").strip()[-MAX_REASON_CHARS:]
+            return f"pod {pod['metadata']['name']} unschedulable: {why}"
+    return None
+
+
+def is_quota(failed_create: str) -> bool:
+    """A FailedCreate that passes by itself once other pods finish (a ResourceQuota)."""
+    return "exceeded quota" in failed_create
+
+
+def changed_since_built(job: dict[str, Any] | None, built_from: dict[str, str]) -> list[str]:
+    """The spec fields that differ from what this Job was built from (none for a Job without
+    the record)."""
+    raw = ((job or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_BUILT_FROM)
+    try:
+        recorded = json.loads(raw) if raw else {}
+    except ValueError:
+        recorded = {}
+    return sorted(k for k, digest in recorded.items() if built_from.get(k) != digest)

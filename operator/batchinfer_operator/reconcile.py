@@ -1,4 +1,5 @@
-"""One reconcile pass of a BatchInference: read, decide (pure), act. Idempotent, level-triggered."""
+"""One reconcile pass of a BatchInference: observe (reads only) -> plan (pure, plan.py) -> act
+(the writes the plan asks for, then the status). Idempotent, level-triggered."""
 
 import threading
 from collections import defaultdict
@@ -10,12 +11,13 @@ from typing import Any
 import kopf
 import structlog
 
-from batchinfer_operator import jobs, kube, metrics
+from batchinfer_operator import kube, metrics
 from batchinfer_operator.names import (
-    LABEL_RUN, ROLE_GATHER, ROLE_SHARDS, gather_job_name, shards_job_name,
+    LABEL_RUN, MAX_NAME_LENGTH, ROLE_GATHER, ROLE_SHARDS, gather_job_name, shards_job_name,
 )
 from batchinfer_operator.observed import belongs_to
-from batchinfer_operator.reducer import Observed, prior_status, reduce_status, shards_were_done
+from batchinfer_operator.plan import Plan, plan
+from batchinfer_operator.reducer import Observed, prior_status, reduce_status
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import BatchInferenceStatus, Phase
@@ -29,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 # (cr, type, reason, message): a core/v1 Event in the operator, a list in tests.
 EventSink = Callable[[dict[str, Any], str, str, str], None]
+# The API server's answer for an object that can never be valid: the run fails. A 403 (RBAC,
+# a quota, a namespace being deleted) may pass later: the run waits, saying why.
+INVALID = {400, 422}
 
 
 def now_iso() -> str:
@@ -49,78 +54,77 @@ def run_values(cr: dict[str, Any], spec: BatchInferenceSpec, settings: OperatorS
     )
 
 
-def _desired_suspend(spec: BatchInferenceSpec, job: dict[str, Any]) -> bool | None:
-    """The suspend value to write, or None to leave it. Under Kueue only Kueue unsuspends."""
-    current = bool(job.get("spec", {}).get("suspend"))
-    if spec.suspend and not current:
-        return True
-    if not spec.suspend and current and not spec.queue_name:
-        return False
-    return None
+def _validate(cr: dict[str, Any], settings: OperatorSettings) -> BatchInferenceSpec:
+    name = cr["metadata"]["name"]
+    if len(name) > MAX_NAME_LENGTH:  # the CRD says so too; a CR from before that rule may exist
+        raise InvalidSpecError(f"metadata.name: {len(name)} characters, at most {MAX_NAME_LENGTH}")
+    return validate_spec(cr.get("spec"), settings)
 
 
-def _ensure(job: dict[str, Any], cr: dict[str, Any], events: EventSink) -> dict[str, Any]:
-    # The builder already names the owner; adopt() adds the CR's own labels and is a no-op
-    # for the owner reference it finds in place.
-    kopf.adopt(job, owner=cr)
-    existing, created = kube.ensure_job(job)
-    if created:
-        name = job["metadata"]["name"]
-        log.info("job created", job=name)
-        events(cr, "Normal", "JobCreated", f"created Job {name}")
-    return existing
-
-
-def _sync_suspend(spec: BatchInferenceSpec, job: dict[str, Any] | None) -> None:
-    if job is None:
-        return
-    desired = _desired_suspend(spec, job)
-    if desired is not None:
-        kube.set_job_suspend(job["metadata"]["namespace"], job["metadata"]["name"], desired)
-        job.setdefault("spec", {})["suspend"] = desired
-
-
-def _observe(cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues, settings: OperatorSettings,
-             events: EventSink) -> Observed:
+def observe(cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues) -> Observed:
+    """Reads only: the run's Jobs, their pods, and the Job controller's FailedCreate Events."""
     ns, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
-    shards = kube.read_job(ns, shards_job_name(name))
-    if shards is None and not shards_were_done(prior_status(cr)):
-        # Never recreated once all shards were done: that would run the whole batch again.
-        shards = _ensure(jobs.shards_job(cr, spec, run, settings), cr, events)
-    gather = kube.read_job(ns, gather_job_name(name))
-    _sync_suspend(spec, shards)
-    _sync_suspend(spec, gather)
+    shards, gather = kube.read_job(ns, shards_job_name(name)), kube.read_job(ns, gather_job_name(name))
     pods = kube.list_pods(ns, f"{LABEL_RUN}={name}")
+    uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in (shards, gather) if j is not None}
     return Observed(
         spec=spec, shards_job=shards, gather_job=gather,
         shard_pods=[p for p in pods if belongs_to(p, name, ROLE_SHARDS)],
         gather_pods=[p for p in pods if belongs_to(p, name, ROLE_GATHER)],
-        batch_id=run.batch_id, staging_url=run.staging_url,
+        failed_creates=kube.failed_creates(ns, uids), batch_id=run.batch_id, staging_url=run.staging_url,
     )
 
 
-def _decide(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:
-    try:
-        spec = validate_spec(cr.get("spec"), settings)
-    except InvalidSpecError as exc:
-        return reduce_status(cr, Observed(spec=None, spec_error=str(exc)), now_iso())
-    run = run_values(cr, spec, settings)
-    obs = _observe(cr, spec, run, settings, events)
-    status = reduce_status(cr, obs, now_iso())
-    if status.phase is Phase.FINALIZING and obs.gather_job is None:
-        gather = _ensure(jobs.gather_job(cr, spec, run, settings), cr, events)
-        obs = replace(obs, gather_job=gather)
-        status = reduce_status(cr, obs, now_iso())
-    return status
+def act(cr: dict[str, Any], todo: Plan, events: EventSink) -> Observed | None:
+    """Carry out the plan's writes; returns what the API server's refusal of a Job adds to the
+    observation (None when nothing was refused)."""
+    ns = cr["metadata"]["namespace"]
+    for job in todo.create:
+        # The builder already names the owner; adopt() adds the CR's own labels.
+        kopf.adopt(job, owner=cr)
+        try:
+            _, created = kube.ensure_job(job)
+        except kube.KubeError as exc:
+            if exc.status not in INVALID | {403}:
+                raise  # transient: kopf retries the pass
+            why = f"the API server refused Job {job['metadata']['name']}: {exc}"
+            return Observed(spec=None, refusal=why) if exc.status in INVALID else Observed(spec=None, blocked=why)
+        if created:
+            log.info("job created", job=job["metadata"]["name"])
+            events(cr, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
+    for job_name, suspend in todo.suspend.items():
+        kube.set_job_suspend(ns, job_name, suspend)
+    for job_name, ttl in todo.ttl.items():
+        kube.set_job_ttl(ns, job_name, ttl)
+    return None
 
 
 def _announce(cr: dict[str, Any], old: BatchInferenceStatus | None, new: BatchInferenceStatus,
               events: EventSink) -> None:
+    waiting = new.condition("Waiting")
+    was_waiting = old.condition("Waiting") if old else None
+    if waiting is not None and waiting.status == "True" and (was_waiting is None or was_waiting.message
+                                                             != waiting.message):
+        events(cr, "Warning", waiting.reason, waiting.message)
     if old is not None and old.phase == new.phase:
         return
     kind = "Warning" if new.phase is Phase.FAILED else "Normal"
     events(cr, kind, new.phase.value, new.message)
     log.info("phase changed", old=old.phase.value if old else None, new=new.phase.value, why=new.message)
+
+
+def _status(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:
+    try:
+        spec = _validate(cr, settings)
+    except InvalidSpecError as exc:
+        return reduce_status(cr, Observed(spec=None, spec_error=str(exc)), now_iso())
+    run = run_values(cr, spec, settings)
+    obs = observe(cr, spec, run)
+    todo = plan(cr, obs, run, settings, now_iso())
+    refused = act(cr, todo, events)
+    if refused is None:
+        return todo.status
+    return reduce_status(cr, replace(obs, refusal=refused.refusal, blocked=refused.blocked), now_iso())
 
 
 def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:
@@ -130,7 +134,7 @@ def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink)
     old = prior_status(cr)
     if old is not None and old.phase.terminal:
         return old
-    status = _decide(cr, settings, events)
+    status = _status(cr, settings, events)
     if old is None or status.wire() != old.wire():
         kube.patch_cr_status(ns, name, status.wire())
         _announce(cr, old, status, events)

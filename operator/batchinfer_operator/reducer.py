@@ -6,12 +6,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchinfer_operator.observed import (
-    describe_failure, failed_pods, job_condition, parse_indexes, shard_index, shard_summary,
+    cannot_start, changed_since_built, describe_failure, failed_pods, is_quota, job_condition, parse_indexes, shard_index,
+    shard_summary, unschedulable,
 )
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import (
     BatchInferenceStatus, Condition, Phase, RequestCounts, ShardCounts,
 )
+
+
+MAX_MESSAGE = 500
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class Observed:
     gather_pods: list[dict[str, Any]] = field(default_factory=list)
     batch_id: str | None = None
     staging_url: str | None = None
+    refusal: str | None = None  # the API server refused a Job of ours as invalid: no retry helps
+    blocked: str | None = None  # it refused one for now (403: RBAC, a quota): the run waits
+    failed_creates: dict[str, str] = field(default_factory=dict)  # Job name -> FailedCreate message
 
 
 def prior_status(cr: dict[str, Any]) -> BatchInferenceStatus | None:
@@ -102,10 +109,37 @@ def _gather_failure(obs: Observed) -> str:
     return f"gather Job failed: {cond.get('reason', 'unknown')}: {cond.get('message', '')}".rstrip(": ")
 
 
+def _start_failure(obs: Observed) -> str | None:
+    """Why the run's pods can never start: refused at creation or stuck before their container."""
+    if obs.refusal is not None:
+        return obs.refusal
+    for job, message in sorted(obs.failed_creates.items()):
+        if not is_quota(message):
+            return f"Job {job} cannot create its pods: {message[-MAX_MESSAGE:]}"
+    return next(filter(None, map(cannot_start, obs.shard_pods + obs.gather_pods)), None)
+
+
+def waiting(obs: Observed) -> tuple[str, str] | None:
+    """(reason, message) when the run waits on something outside it: the Waiting condition."""
+    if obs.blocked is not None:
+        return "Forbidden", obs.blocked
+    for job, message in sorted(obs.failed_creates.items()):
+        if is_quota(message):
+            return "QuotaExceeded", f"Job {job} waits for quota: {message[-MAX_MESSAGE:]}"
+    stuck = next(filter(None, map(unschedulable, obs.shard_pods + obs.gather_pods)), None)
+    return ("Unschedulable", stuck) if stuck else None
+
+
 def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | None) -> tuple[Phase, str]:
     spec = obs.spec
     if obs.spec_error is not None or spec is None:
         return Phase.FAILED, f"invalid spec: {obs.spec_error}"
+    if failure := _start_failure(obs):
+        return Phase.FAILED, failure
+    built = spec.built_from()
+    if changed := sorted({f for job in (obs.shards_job, obs.gather_job) for f in changed_since_built(job, built)}):
+        fields = ", ".join(f"spec.{f}" for f in changed)
+        return Phase.FAILED, f"{fields} changed after the run started (its Jobs were built from the old value)"
     if job_condition(obs.shards_job, "Failed"):
         return Phase.FAILED, _shards_failure(obs)
     shards_done = job_condition(obs.shards_job, "Complete") is not None or (
@@ -151,7 +185,7 @@ def _condition(
 
 def _conditions(
     phase: Phase, message: str, obs: Observed, shards: ShardCounts, now: str,
-    generation: int | None, prior: BatchInferenceStatus | None,
+    generation: int | None, prior: BatchInferenceStatus | None, wait: tuple[str, str] | None,
 ) -> list[Condition]:
     done = shards.total > 0 and shards.succeeded >= shards.total
     table = [
@@ -163,6 +197,7 @@ def _conditions(
         ("Succeeded", phase is Phase.SUCCEEDED, "OutputWritten" if phase is Phase.SUCCEEDED else "NotFinished", ""),
         ("Failed", phase is Phase.FAILED, "RunFailed" if phase is Phase.FAILED else "NotFailed",
          message if phase is Phase.FAILED else ""),
+        ("Waiting", wait is not None, wait[0] if wait else "NotWaiting", wait[1] if wait else ""),
     ]
     return [_condition(t, ok, r, m, now, generation, prior) for t, ok, r, m in table]
 
@@ -176,6 +211,9 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
     total = obs.spec.shards if obs.spec else (raw_total if isinstance(raw_total, int) else 0)
     shards = _shard_counts(obs, total, prior)
     phase, message = _phase(obs, shards, prior)
+    wait = waiting(obs) if not phase.terminal else None
+    if wait is not None:
+        message = wait[1] if phase is Phase.PENDING else f"{message}; {wait[1]}"
     started = phase not in (Phase.PENDING,) and obs.spec_error is None
     start_time = (prior.start_time if prior else None) or (
         ((obs.shards_job or {}).get("status", {}).get("startTime") or now) if started else None
@@ -193,5 +231,5 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
         requests_display=f"{requests.completed}/{requests.failed}",
         start_time=start_time,
         completion_time=now if phase.terminal else None,
-        conditions=_conditions(phase, message, obs, shards, now, generation, prior),
+        conditions=_conditions(phase, message, obs, shards, now, generation, prior, wait),
     )

@@ -1,5 +1,7 @@
 """The BatchInference spec as pydantic models: the same fields and rules as the CRD's schema."""
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -110,6 +112,15 @@ class BatchInferenceSpec(SpecModel):
     @property
     def effective_parallelism(self) -> int:
         return self.parallelism or self.shards
+
+    def built_from(self) -> dict[str, str]:
+        """A digest of each field the Jobs and the staged shards are built from (the CRD makes
+        them immutable): a Job records them, so a change slipped past the CRD is caught."""
+        fields = {"shards": self.shards, "input": self.input, "output": self.output, "model": self.model,
+                  "engine": self.engine, "staging": self.staging}
+        return {name: hashlib.sha256(json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel)
+                                                else value, sort_keys=True).encode()).hexdigest()[:16]
+                for name, value in fields.items()}
 
     def mount_paths(self) -> list[str]:
         return [str(m.get("mountPath", "")) for m in self.worker.volume_mounts if m.get("mountPath")]

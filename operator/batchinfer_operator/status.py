@@ -64,3 +64,6 @@ class BatchInferenceStatus(StatusModel):
     start_time: str | None = None
     completion_time: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)

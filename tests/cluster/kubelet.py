@@ -5,9 +5,10 @@ exist, retries, backoff, podFailurePolicy, suspend, deadlines, GC, TTL) is the r
 
 Faults are keyed by (Job name, completion index) and used up one pod at a time:
 `crash` (SIGKILL once started), `disrupt` (a DisruptionTarget condition, then killed, as a
-preemption does), `hang` (runs nothing; Running until deleted). `budget[job] = n` binds only n more
+preemption does), `hang` (runs nothing; Running until deleted), `unpullable` (ImagePullBackOff until deleted). `budget[job] = n` binds only n more
 pods of that Job (the rest stay Pending, unscheduled); `paused` binds none. `claims[name] = dir`
-plays a bound PersistentVolumeClaim (the model, as a user would mount it)."""
+plays a bound PersistentVolumeClaim (the model, as a user would mount it); `unschedulable[job] =
+message` plays the scheduler refusing that Job's pods (PodScheduled=False)."""
 
 import base64
 import itertools
@@ -161,10 +162,15 @@ class PodRun:
         if not container.get("command"):
             raise AssertionError(f"pod {self.name}: no command; the image's entrypoint cannot be played")
         argv = [self._mapped(a, mounts) for a in container["command"] + (container.get("args") or [])]
-        self._write_running(container)
+        if fault != "unpullable":
+            self._write_running(container)
         if fault == "hang":
             self.deleted.wait()
             return self._terminate(container, 137, "Error")
+        if fault == "unpullable":  # what a kubelet reports for an image it cannot pull
+            self._write_waiting(container, "ImagePullBackOff", f'Back-off pulling image "{container.get("image")}"')
+            self.deleted.wait()
+            return self._terminate(container, None, "ContainerStatusUnknown")
         with open(self.scratch / "stdout", "wb") as out, open(self.scratch / "stderr", "wb") as err:
             self.process = subprocess.Popen(argv, env=env, cwd=self.scratch, stdout=out, stderr=err,
                                             stdin=subprocess.DEVNULL)
@@ -230,6 +236,7 @@ class KubeletPlayer:
         self.faults: defaultdict[tuple[str, int], list[str]] = defaultdict(list)
         self.budget: dict[str, int] = {}
         self.claims: dict[str, Path] = {}  # PersistentVolumeClaim name -> the directory it binds
+        self.unschedulable: dict[str, str] = {}  # Job name -> what the scheduler says of its pods
         self.paused = threading.Event()
         self.runs: dict[str, PodRun] = {}
         self.started: Counter[tuple[str, int]] = Counter()
@@ -286,6 +293,8 @@ class KubeletPlayer:
         if pod["spec"].get("nodeName") not in (None, NODE) or self.paused.is_set() or not _of_a_job(pod):
             return
         job = _job_index(pod)[0]
+        if job in self.unschedulable:  # the scheduler's part: PodScheduled=False, never bound
+            return self._write_unschedulable(pod, self.unschedulable[job])
         if job in self.budget:
             if self.budget[job] <= 0:
                 return
@@ -299,6 +308,13 @@ class KubeletPlayer:
         thread = threading.Thread(target=self._run, args=(run,), daemon=True)
         self._threads.append(thread)
         thread.start()
+
+    def _write_unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        conditions = pod.get("status", {}).get("conditions") or []
+        if not any(c["type"] == "PodScheduled" and c.get("message") == message for c in conditions):
+            self.patch_status(pod, {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                 "lastTransitionTime": utc_now()}]})
 
     def _run(self, run: PodRun) -> None:
         try:

@@ -27,7 +27,7 @@ OPERATOR_PERMISSIONS = {
 } | {
     ("batch", "jobs", verb) for verb in ("get", "list", "watch", "create", "patch")
 } | {
-    ("", "pods", "list"), ("", "events", "create"),
+    ("", "pods", "list"), ("", "events", "create"), ("", "events", "list"),
 }
 
 

@@ -28,7 +28,7 @@ def test_names_printer_columns_and_status_subresource() -> None:
     assert spec["names"]["shortNames"] == ["bi"] and spec["names"]["kind"] == "BatchInference"
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Shards", "Requests", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Shards", "Requests", "Age", "Message"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -63,9 +63,9 @@ def test_schema_rejects_bad_specs(case: str) -> None:
 
 def test_long_names_are_rejected_by_cel() -> None:
     obj = example("s3-in-out")
-    obj["metadata"]["name"] = "n" * 57
-    assert validation_errors(obj) == ["<root>: metadata.name must be at most 56 characters "
-                                      "(Job names append -shards / -gather)"]
+    obj["metadata"]["name"] = "n" * 52
+    assert validation_errors(obj) == ["<root>: metadata.name must be at most 51 characters: the shards Job's "
+                                      "pods are named <name>-shards-<index>, a 63-character DNS label"]
 
 
 def test_status_as_written_by_the_operator_passes_the_schema() -> None:

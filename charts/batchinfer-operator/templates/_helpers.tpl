@@ -71,9 +71,10 @@ messages), and Events. No Secrets: worker pods mount the Secret a resource names
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Events: ours about each run, and the Job controller's FailedCreate (pods the API refused).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end }}
 
 {{/* kopf scans CRDs at start and watches them to notice the CRD being (re)installed. */}}

@@ -1,0 +1,65 @@
+"""The pure middle of a reconcile pass: (CR, what was observed, now) -> the status to write and
+the actions to take. No I/O; reconcile.py observes before it and acts after it."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchinfer_operator import jobs
+from batchinfer_operator.names import gather_job_name, shards_job_name
+from batchinfer_operator.reducer import Observed, prior_status, reduce_status, shards_were_done
+from batchinfer_operator.settings import OperatorSettings
+from batchinfer_operator.spec import BatchInferenceSpec
+from batchinfer_operator.status import BatchInferenceStatus, Phase
+from batchinfer_operator.worker_command import RunValues
+
+
+@dataclass(frozen=True)
+class Plan:
+    status: BatchInferenceStatus
+    create: list[dict[str, Any]] = field(default_factory=list)  # Jobs, in order
+    suspend: dict[str, bool] = field(default_factory=dict)  # Job name -> spec.suspend to write
+    ttl: dict[str, int] = field(default_factory=dict)  # Job name -> ttlSecondsAfterFinished to write
+
+
+def desired_suspend(spec: BatchInferenceSpec, job: dict[str, Any]) -> bool | None:
+    """The suspend value to write, or None to leave it. Under Kueue only Kueue unsuspends."""
+    current = bool(job.get("spec", {}).get("suspend"))
+    if spec.suspend and not current:
+        return True
+    if not spec.suspend and current and not spec.queue_name:
+        return False
+    return None
+
+
+def _suspends(spec: BatchInferenceSpec, obs: Observed) -> dict[str, bool]:
+    out = {}
+    for job in (obs.shards_job, obs.gather_job):
+        if job is not None and (value := desired_suspend(spec, job)) is not None:
+            out[job["metadata"]["name"]] = value
+    return out
+
+
+def _gather_ttl(spec: BatchInferenceSpec, obs: Observed, status: BatchInferenceStatus) -> dict[str, int]:
+    """The gather Job expires only once its outcome is in the status: a TTL set at creation let
+    the TTL controller delete a finished gather while no operator ran, and it ran again."""
+    job, ttl = obs.gather_job, spec.ttl_seconds_after_finished
+    if job is None or ttl is None or not status.phase.terminal or "ttlSecondsAfterFinished" in job["spec"]:
+        return {}
+    return {job["metadata"]["name"]: ttl}
+
+
+def plan(cr: dict[str, Any], obs: Observed, run: RunValues | None, settings: OperatorSettings,
+         now: str) -> Plan:
+    status = reduce_status(cr, obs, now)
+    spec = obs.spec
+    if spec is None or run is None:
+        return Plan(status)
+    name = cr["metadata"]["name"]
+    create = []
+    # Never recreated once all shards were done: that would run the whole batch again.
+    if obs.shards_job is None and not shards_were_done(prior_status(cr)) and not status.phase.terminal:
+        create.append(jobs.shards_job(cr, spec, run, settings))
+    if status.phase is Phase.FINALIZING and obs.gather_job is None:
+        create.append(jobs.gather_job(cr, spec, run, settings))
+    assert all(j["metadata"]["name"] in (shards_job_name(name), gather_job_name(name)) for j in create)
+    return Plan(status, create, _suspends(spec, obs), _gather_ttl(spec, obs, status))
