@@ -156,6 +156,8 @@ def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | Non
     if spec.suspend:
         return Phase.SUSPENDED, f"suspended; {shards.succeeded}/{shards.total} shard(s) done and kept"
     if obs.shards_job is None:
+        if prior is not None and prior.phase is Phase.RUNNING:  # deleted mid-run: the run goes on
+            return Phase.RUNNING, f"{shards.succeeded}/{shards.total} shard(s) done; creating the shards Job again"
         return Phase.PENDING, "creating the shards Job"
     job = obs.shards_job
     if job.get("spec", {}).get("suspend") and spec.queue_name:

@@ -86,7 +86,7 @@ class Retries(SpecModel):
 
 
 class BatchInferenceSpec(SpecModel):
-    model: str = Field(min_length=1, max_length=2048, description="s3:// or http(s):// URI, or a path in the image or a mounted volume")
+    model: str = Field(min_length=1, max_length=2048, description="s3:// URI, or a path in the image or a mounted volume")
     input: Location
     output: Location
     staging: Location | None = None
@@ -100,6 +100,14 @@ class BatchInferenceSpec(SpecModel):
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="of the gather Job only")
     suspend: bool = False
     queue_name: str | None = Field(None, min_length=1, max_length=63)
+
+    @field_validator("model")
+    @classmethod
+    def _model_where_the_worker_reads_it(cls, model: str) -> str:
+        if not (model.startswith("s3://") or model.startswith("/")):
+            raise ValueError("must be an s3:// URI or an absolute path (the worker cannot list a model directory "
+                             "over http(s))")
+        return model
 
     @model_validator(mode="after")
     def _check(self) -> "BatchInferenceSpec":

@@ -44,6 +44,7 @@ BAD = {
     "file url": (lambda s: s["input"].update(url="file:///etc/passwd"), "file:// is refused"),
     "relative path": (lambda s: s["output"].update(url="out.jsonl"), "must be an s3://"),
     "dot dot": (lambda s: s.update(model="/models/../etc"), "must not contain '..'"),
+    "model over https": (lambda s: s.update(model="https://host/models/m"), "model must be an s3:// URI"),
     "missing input": (lambda s: s.pop("input"), "'input' is a required property"),
     "bad dtype": (lambda s: s["engine"].update(dtype="int3"), "is not one of"),
     "negative retries": (lambda s: s.update(retries={"perShard": -1}), "retries.perShard"),

@@ -112,3 +112,17 @@ def test_a_gather_finished_while_the_operator_was_down_is_not_run_again(
     cluster.wait("the TTL controller removed the gather Job", lambda: cluster.job("t-gather") is None)
     assert cluster.kubelet.started[("t-gather", 0)] == 1 and cluster.jobs_created() == ["t-gather", "t-shards"]
     assert cluster.kube.get(f"{JOBS_PATH}/t-shards") is not None  # the record of the shards stays
+
+
+def test_a_model_over_https_is_refused_by_the_api_server_and_by_the_operator(cluster: Cluster) -> None:
+    """The worker cannot list a model directory over HTTP: neither side accepts what the other refuses."""
+    from batchinfer_operator.settings import OperatorSettings
+    from batchinfer_operator.validation import InvalidSpecError, validate_spec
+
+    spec = {"model": "https://models.example.com/ernie", "input": {"url": "s3://b/in.jsonl"},
+            "output": {"url": "s3://b/out.jsonl"}}
+    with pytest.raises(ApiError, match="model must be an s3:// URI or an absolute path") as refused:
+        cluster.create_cr("web-model", **spec)
+    assert refused.value.status == 422
+    with pytest.raises(InvalidSpecError, match="spec.model: .*must be an s3:// URI or an absolute path"):
+        validate_spec(spec, OperatorSettings())
