@@ -61,7 +61,7 @@ def _job(url, prefix, start=0, end=None, chunk_lines=4, **kw) -> RangeJob:
 
     size = os.path.getsize(url)
     return RangeJob(input_url=url, prefix=str(prefix), start=start, end=size if end is None else end,
-                    input_size=size, chunk_lines=chunk_lines, window=3, model="m", batch_id="t", created=1,
+                    input_size=size, chunk_lines=chunk_lines, window=3, models=("m",), batch_id="t", created=1,
                     progress=False, **kw)
 
 

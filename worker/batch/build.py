@@ -22,16 +22,27 @@ class LineResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    derived_id: bool = False  # custom_id made up for a line without a usable one
+
+
+def derived_custom_id(offset: int) -> str:
+    """custom_id of a line without a usable one: a string (BatchRequestOutput requires one),
+    stable across runs and shards because it comes from the line's byte offset."""
+    return f"batchinfer-byte-{offset}"
 
 
 def error_result(ident: BatchIdentity, offset: int, err: LineError) -> LineResult:
     """An error line; its message gets "line N: " prepended when the output is assembled
     (worker.batch.assemble), because only then is the line's global number known."""
+    message, custom_id = err.detail, err.custom_id
+    if custom_id is None:
+        custom_id = derived_custom_id(offset)
+        message += f" (the line has no usable custom_id; {custom_id!r} stands in for it)"
     line = OutputLine(
-        id=ident.line_id(offset), custom_id=err.custom_id,
+        id=ident.line_id(offset), custom_id=custom_id,
         response=Response(status_code=err.status, request_id=ident.request_id(offset), body=None),
-        error=LineErrorBody(code=err.code, message=err.detail))
-    return LineResult(line, error_code=err.code)
+        error=LineErrorBody(code=err.code, message=message))
+    return LineResult(line, error_code=err.code, derived_id=err.custom_id is None)
 
 
 def served_result(ident: BatchIdentity, offset: int, req: ParsedRequest, prompt: EnginePrompt,
@@ -42,11 +53,12 @@ def served_result(ident: BatchIdentity, offset: int, req: ParsedRequest, prompt:
                   prompt_tokens_details=PromptTokensDetails(cached_tokens=out.num_cached_tokens))
     choices = sorted(out.outputs, key=lambda c: c.index)
     body_id = ident.completion_id(offset, req.chat)
+    model = req.body.model or ident.model  # the served name the line asked for, else the first
     if req.chat:
-        body = ChatCompletion(id=body_id, created=ident.created, model=ident.model, usage=usage,
+        body = ChatCompletion(id=body_id, created=ident.created, model=model, usage=usage,
                               choices=[_chat_choice(c, req, prompt, tokenizer) for c in choices])
     else:
-        body = Completion(id=body_id, created=ident.created, model=ident.model, usage=usage,
+        body = Completion(id=body_id, created=ident.created, model=model, usage=usage,
                           choices=[_completion_choice(c, req, prompt, tokenizer) for c in choices])
     line = OutputLine(id=ident.line_id(offset), custom_id=req.custom_id, error=None,
                       response=Response(status_code=200, request_id=ident.request_id(offset), body=body))

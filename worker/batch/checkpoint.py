@@ -111,8 +111,8 @@ class ChunkWriter:
         meta = self._meta
         if result.error_code is not None:
             meta.error_rows.append(meta.stats.lines)
-        cid = result.line.custom_id
-        self._hashes.append(custom_id_hash(cid) if cid else NO_ID)
+        # A made-up custom_id must not make a later line's real one a duplicate.
+        self._hashes.append(NO_ID if result.derived_id else custom_id_hash(result.line.custom_id))
         meta.stats.add(result)
         meta.end_offset = raw.end
         self._writer.write(result.line.to_bytes())

@@ -80,7 +80,7 @@ class LineErrorBody(BaseModel):
 
 class OutputLine(BaseModel):
     id: str
-    custom_id: str | None
+    custom_id: str
     response: Response | None
     error: LineErrorBody | None
 

@@ -31,7 +31,7 @@ class RangeJob:
     input_size: int
     chunk_lines: int
     window: int
-    model: str  # model name written into bodies
+    models: tuple[str, ...]  # the served model names; the first is written into bodies by default
     batch_id: str | None = None
     created: int | None = None
     tmp_dir: str | None = None
@@ -60,7 +60,7 @@ def open_checkpoint(job: RangeJob) -> BatchIdentity:
     old = existing.identity if existing else None
     batch_id = job.batch_id or (old.batch_id if old else None)
     created = job.created if job.created is not None else (old.created if old else None)
-    ident = BatchIdentity.new(job.model, batch_id, created)
+    ident = BatchIdentity.new(job.models[0], batch_id, created)
     wanted = RunManifest(input_url=job.input_url, input_size=job.input_size, start=job.start, end=job.end,
                          chunk_lines=job.chunk_lines, engine=job.engine, identity=ident)
     if existing == wanted:
@@ -108,7 +108,8 @@ def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, 
         bar.set_postfix(done=stats.lines, tok_s=f"{rate:.1f}", refresh=False)
 
     try:
-        run_pipeline(iter_lines(job.input_url, resume_at, job.end), engine, ident, writer, job.window, on_result)
+        run_pipeline(iter_lines(job.input_url, resume_at, job.end), engine, ident, writer, job.window, on_result,
+                     job.models)
         writer.flush()
     except storage.StorageError as exc:
         writer.abort()

@@ -28,7 +28,7 @@ class RunBatchFlags(BaseModel):
     model: str
     output_tmp_dir: str | None = None
     summary_file: str | None = None
-    served_model_name: str | None = None
+    served_model_name: list[str] | None = None
     batch_id: str | None = None
     created: int | None = Field(None, ge=0)
     chunk_lines: int = Field(1000, ge=1)
@@ -40,7 +40,9 @@ class RunBatchFlags(BaseModel):
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Flags shared with run-shard."""
     parser.add_argument("--model", required=True, help="model directory or s3:// prefix")
-    parser.add_argument("--served-model-name", help="model name written into responses (default: --model)")
+    parser.add_argument("--served-model-name", action="append",
+                        help="a model name this run serves (repeatable); lines naming another are refused; "
+                             "the first is written into responses (default: the model directory's name)")
     parser.add_argument("--batch-id", help="seed of the per-line ids (default: random, kept across resumes)")
     parser.add_argument("--created", type=int, help="Unix time stamped on responses (default: the start)")
     parser.add_argument("--chunk-lines", type=int, default=1000, help="output lines per checkpoint chunk")
@@ -63,6 +65,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def checkpoint_dir(flags: RunBatchFlags) -> str:
     key = hashlib.sha256(f"{flags.input_file}\n{flags.output_file}".encode()).hexdigest()[:16]
     return os.path.join(flags.output_tmp_dir or tempfile.gettempdir(), f"batchinfer-run-{key}")
+
+
+def served_models(names: list[str] | None, model: str) -> tuple[str, ...]:
+    """The --served-model-name values, else the model directory's (or s3:// prefix's) name."""
+    return tuple(names) if names else (model.rstrip("/").rsplit("/", 1)[-1],)
 
 
 def window(ns: argparse.Namespace, max_in_flight: int | None) -> int:
@@ -90,7 +97,7 @@ def _run(args: argparse.Namespace) -> Summary:
     prefix = checkpoint_dir(flags)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=0, end=size, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
-                   model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
+                   models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
                    created=flags.created, tmp_dir=flags.output_tmp_dir, progress=flags.progress,
                    engine=engine_fingerprint(args, flags.model))
     result = run_range(job, load)

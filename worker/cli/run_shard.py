@@ -16,7 +16,7 @@ from worker.batch.flags import engine_fingerprint, validated
 from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
-from worker.cli.run_batch import add_run_flags, window
+from worker.cli.run_batch import add_run_flags, served_models, window
 from worker.logs import get_logger
 
 HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
@@ -33,7 +33,7 @@ class RunShardFlags(BaseModel):
     num_shards: int = Field(ge=1)
     batch_id: str
     created: int = Field(ge=0)
-    served_model_name: str | None = None
+    served_model_name: list[str] | None = None
     chunk_lines: int = Field(1000, ge=1)
     max_in_flight: int | None = Field(None, ge=1)
     model_cache_dir: str | None = None
@@ -96,7 +96,7 @@ def _serve(args: argparse.Namespace, flags: RunShardFlags, prefix: str) -> Summa
     start, end = shard_range(size, flags.shard_index, flags.num_shards)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=start, end=end, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
-                   model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
+                   models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
                    created=flags.created, progress=flags.progress, engine=engine_fingerprint(args, flags.model))
     result = run_range(job, engine_loader(args, flags.model, flags.model_cache_dir))
     return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks),
