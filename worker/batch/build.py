@@ -19,6 +19,7 @@ class LineResult:
 
     line: OutputLine
     error_code: str | None = None
+    error_param: str | None = None  # the field an error line names (the error file's `param`)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
@@ -42,7 +43,7 @@ def error_result(ident: BatchIdentity, offset: int, err: LineError) -> LineResul
         id=ident.line_id(offset), custom_id=custom_id,
         response=Response(status_code=err.status, request_id=ident.request_id(offset), body=None),
         error=LineErrorBody(code=err.code, message=message))
-    return LineResult(line, error_code=err.code, derived_id=err.custom_id is None)
+    return LineResult(line, error_code=err.code, error_param=err.field, derived_id=err.custom_id is None)
 
 
 def served_result(ident: BatchIdentity, offset: int, req: ParsedRequest, prompt: EnginePrompt,

@@ -14,6 +14,7 @@ from worker.batch.assemble import ChunkRef, assemble
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
 from worker.batch.summary import Summary
+from worker.cli.run_batch import add_error_file_flag
 from worker.cli.run_shard import ENV_TERMINATION_LOG, _write_termination_message, shard_prefix
 from worker.logs import get_logger
 
@@ -25,6 +26,7 @@ class GatherFlags(BaseModel):
     staging_url: str
     num_shards: int = Field(ge=1)
     output_file: str
+    error_file: str | None = None
     output_tmp_dir: str | None = None
     summary_file: str | None = None
     termination_message_path: str | None = None
@@ -36,6 +38,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
                         help="output JSONL: path, http(s):// (PUT) or s3://")
     parser.add_argument("--output-tmp-dir", help="local directory for the file before an HTTP upload")
+    add_error_file_flag(parser)
     parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
 
@@ -70,7 +73,7 @@ def gather(flags: GatherFlags) -> Summary:
     t0 = time.monotonic()
     try:
         chunks = [c for i in range(flags.num_shards) for c in shard_chunks(flags.staging_url, i)]
-        total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir)
+        total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
     except storage.StorageError as exc:
         raise BatchRunError(f"gather failed: {exc}") from None
     log.info("gather.done", output=storage.parse_url(flags.output_file).safe, chunks=len(chunks), **copy_stats)

@@ -25,6 +25,7 @@ HELP = "Run a JSONL batch file (local, http(s)://, s3://) through the model"
 class RunBatchFlags(BaseModel):
     input_file: str
     output_file: str
+    error_file: str | None = None
     model: str
     output_tmp_dir: str | None = None
     summary_file: str | None = None
@@ -52,12 +53,18 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     add_engine_flags(parser)
 
 
+def add_error_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--error-file", help="put rejected lines here, in OpenAI's error-file shape; the "
+                                             "output then holds only served lines (default: inline)")
+
+
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input-file", "--input", dest="input_file", required=True,
                         help="input JSONL: path, http(s):// or s3:// URL")
     parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
                         help="output JSONL: path, http(s):// (PUT) or s3://")
     parser.add_argument("--output-tmp-dir", help="local directory for checkpoints and the file before upload")
+    add_error_file_flag(parser)
     parser.add_argument("--summary-file", help="also write the run summary as JSON here (path or URL)")
     add_run_flags(parser)
 
@@ -90,10 +97,11 @@ def _run(args: argparse.Namespace) -> Summary:
     flags = validated(RunBatchFlags, args)
     load = engine_loader(args, flags.model, flags.model_cache_dir)
     size = input_size(flags.input_file)
-    try:
-        storage.check_writable(flags.output_file)
-    except storage.StorageError as exc:
-        raise BatchRunError(f"output unwritable: {exc}") from None
+    for url in filter(None, (flags.output_file, flags.error_file)):
+        try:
+            storage.check_writable(url)
+        except storage.StorageError as exc:
+            raise BatchRunError(f"output unwritable: {exc}") from None
     prefix = checkpoint_dir(flags)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=0, end=size, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
@@ -102,7 +110,7 @@ def _run(args: argparse.Namespace) -> Summary:
                    engine=engine_fingerprint(args, flags.model))
     result = run_range(job, load)
     try:
-        final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir)
+        final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
     except storage.StorageError as exc:
         raise BatchRunError(f"output unwritable (checkpoints kept in {prefix}): {exc}") from None
     summary = Summary.build(final, result.this_attempt, result.elapsed_s, len(result.chunks))
