@@ -33,8 +33,9 @@ LINES = [
     _line("chat-stop", True, messages=_messages("Count"), temperature=0, stop=["\n", "."], max_tokens=8),
     _line("chat-length", True, messages=_messages("Talk"), temperature=0, max_tokens=2, ignore_eos=True),
     _line("cmpl-list", False, prompt=["Once upon"], n=2, seed=2, max_tokens=3),
-    _line("cmpl-echo", False, prompt="Once upon", temperature=0, max_tokens=3, echo=True, logprobs=2),
-    _line("cmpl-ids", False, prompt=[[5, 6, 7]], temperature=0, max_tokens=3),
+    _line("cmpl-echo", False, prompt="Once upon", temperature=0, max_tokens=3, echo=True),
+    _line("cmpl-logprobs", False, prompt="Once upon", temperature=0, max_tokens=3, logprobs=2),
+    _line("cmpl-ids", False, prompt=[[5, 6, 7]], temperature=0, max_tokens=3, echo=True),
 ]
 
 
@@ -56,7 +57,12 @@ def test_every_body_is_the_sdks_type(tmp_path, tiny_model):
     assert chats["chat-length"].choices[0].finish_reason == "length"
     assert not any(s in chats["chat-stop"].choices[0].message.content for s in ("\n", "."))
     assert [c.index for c in cmpls["cmpl-list"].choices] == [0, 1]
-    echo = cmpls["cmpl-echo"].choices[0]
-    assert echo.text.startswith("Once upon") and len(echo.logprobs.tokens) == 3
-    assert cmpls["cmpl-ids"].usage.prompt_tokens == 3
+    assert cmpls["cmpl-echo"].choices[0].text.startswith("Once upon")
+    lp = cmpls["cmpl-logprobs"].choices[0].logprobs
+    assert len(lp.tokens) == 3 and all(len(top) == 2 for top in lp.top_logprobs)
+    # the tokens spell the text (then the end-of-sequence token, which the text leaves out)
+    assert "".join(lp.tokens).startswith(cmpls["cmpl-logprobs"].choices[0].text)
+    assert lp.text_offset == [len("".join(lp.tokens[:i])) for i in range(3)]
+    ids = cmpls["cmpl-ids"]
+    assert ids.usage.prompt_tokens == 3 and len(ids.choices[0].text) > 0  # echo of token ids: their text
     assert {b.model for b in [*chats.values(), *cmpls.values()]} == {"tiny"}

@@ -101,6 +101,7 @@ def _completion(**body) -> bytes:
     (_chat(modalities=["text", "audio"]), "body.modalities"),
     (_chat(prediction={"type": "content", "content": "x"}), "body.prediction"),
     (_chat(reasoning_effort="low"), "body.reasoning_effort"),
+    (_completion(echo=True, logprobs=0), "body.echo"),
     (_completion(prompt=["a", "b"]), "body.prompt"),
     (_completion(prompt=[[1], [2]]), "body.prompt"),
 ])

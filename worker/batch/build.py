@@ -11,6 +11,7 @@ from worker.batch.responses import (
     OutputLine, PromptTokensDetails, Response, Usage,
 )
 from worker.outputs import CompletionOutput, RequestOutput
+from worker.token_bytes import token_text
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def _chat_choice(c: CompletionOutput, req: ParsedRequest, prompt: EnginePrompt, 
 def _completion_choice(c: CompletionOutput, req: ParsedRequest, prompt: EnginePrompt,
                        tok: Tokenizer) -> CompletionChoice:
     ids = req.body.return_token_ids
-    text = (prompt.prompt or "") + c.text if req.body.echo else c.text
+    echoed = (prompt.prompt if prompt.prompt is not None else tok.decode(prompt.prompt_token_ids)) if req.body.echo else ""
     logprobs = _completion_logprobs(c, req.params.logprobs, tok) if req.params.logprobs is not None else None
+    text = echoed + c.text
     return CompletionChoice(index=c.index, text=text, reasoning_content=c.reasoning_content,
                             prompt_token_ids=prompt.prompt_token_ids if ids else None,
                             completion_token_ids=list(c.token_ids) if ids else None,
@@ -96,8 +98,8 @@ def _top(entry: dict[int, float], k: int) -> list[tuple[int, float]]:
 
 
 def _token_entry(token_id: int, logprob: float | None, tok: Tokenizer) -> dict:
-    text = tok.decode([token_id])
-    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+    data = tok.token_bytes(token_id)
+    return {"token": token_text(data), "logprob": logprob, "bytes": list(data)}
 
 
 def _chat_logprobs(c: CompletionOutput, k: int, tok: Tokenizer) -> dict:
@@ -112,10 +114,10 @@ def _chat_logprobs(c: CompletionOutput, k: int, tok: Tokenizer) -> dict:
 def _completion_logprobs(c: CompletionOutput, k: int, tok: Tokenizer) -> dict:
     tokens, token_logprobs, top, offsets, pos = [], [], [], [], 0
     for token_id, entry in zip(c.token_ids, c.logprobs or []):
-        text = tok.decode([token_id])
-        tokens.append(text)
+        data = tok.token_bytes(token_id)
+        tokens.append(token_text(data))
         token_logprobs.append(entry.get(token_id))
-        top.append({tok.decode([t]): lp for t, lp in _top(entry, k)})
+        top.append({token_text(tok.token_bytes(t)): lp for t, lp in _top(entry, k)})
         offsets.append(pos)
-        pos += len(text)
+        pos += len(data.decode("utf-8", errors="replace"))
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}

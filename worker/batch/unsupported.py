@@ -42,6 +42,8 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         if name in _NO_EFFECT and value != _NO_EFFECT[name]:
             _refuse(name, f"only {_NO_EFFECT[name]!r} is supported in a batch, got {value!r}")
     _refuse_best_of(body)
+    if body.get("echo") and body.get("logprobs") is not None:  # OpenAI's would cover the prompt too
+        _refuse("echo", "echo with logprobs (the prompt's logprobs) is not supported yet; drop one of them")
 
 
 def refuse_many_prompts(prompt: Any) -> None:
