@@ -118,6 +118,9 @@ def test_bad_lines_each_get_one_error_line(tmp_path, tiny_model):
     s = json.loads(summary.read_text())
     assert (s["requests"], s["served"], sum(s["failed"].values())) == (13, 3, 10)
     assert s["failed"]["duplicate_custom_id"] == 1 and s["prompt_tokens"] > 0
+    # the rates leave the model load out
+    assert 0 < s["serving_s"] < s["elapsed_s"]
+    assert s["completion_tokens_per_s"] == pytest.approx(s["completion_tokens"] / s["serving_s"], rel=0.05)
 
 
 @pytest.mark.parametrize("argv,message", [

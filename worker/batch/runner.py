@@ -45,6 +45,7 @@ class RangeResult:
     total: ChunkStats
     this_attempt: ChunkStats
     elapsed_s: float
+    serving_s: float = 0.0  # elapsed_s without the model load: what the rates are over
 
 
 def input_size(url: str) -> int:
@@ -81,17 +82,21 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine]) -> RangeResult:
     done = list(checkpoint.iter_metas(job.prefix))
     resume_at = done[-1].end_offset if done else job.start
     this_attempt = ChunkStats()
+    serving_s = 0.0
     # A range inside one long line has no line of its own: no model to load for it.
     if has_line_start(job.input_url, resume_at, job.end):
         log.info("run.start", input=storage.parse_url(job.input_url).safe, start=job.start, end=job.end,
                  resume_at=resume_at, chunks_done=len(done))
-        _serve(job, ident, load_engine(), resume_at, len(done), this_attempt)
+        engine = load_engine()
+        t_serve = time.monotonic()
+        _serve(job, ident, engine, resume_at, len(done), this_attempt)
+        serving_s = time.monotonic() - t_serve
     metas = list(checkpoint.iter_metas(job.prefix))
     total = ChunkStats()
     for meta in metas:
         total.merge(meta.stats)
     chunks = [ChunkRef(storage.join(job.prefix, checkpoint.chunk_name(m.index)), m) for m in metas]
-    return RangeResult(chunks, total, this_attempt, time.monotonic() - t0)
+    return RangeResult(chunks, total, this_attempt, time.monotonic() - t0, serving_s)
 
 
 def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, first_chunk: int,

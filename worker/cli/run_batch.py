@@ -113,7 +113,7 @@ def _run(args: argparse.Namespace) -> Summary:
         final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
     except storage.StorageError as exc:
         raise BatchRunError(f"output unwritable (checkpoints kept in {prefix}): {exc}") from None
-    summary = Summary.build(final, result.this_attempt, result.elapsed_s, len(result.chunks))
+    summary = Summary.build(final, result.this_attempt, result.elapsed_s, len(result.chunks), result.serving_s)
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
     _discard_checkpoint(prefix)  # published: the checkpoints have served their purpose

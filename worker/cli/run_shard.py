@@ -99,7 +99,7 @@ def _serve(args: argparse.Namespace, flags: RunShardFlags, prefix: str) -> Summa
                    models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
                    created=flags.created, progress=flags.progress, engine=engine_fingerprint(args, flags.model))
     result = run_range(job, engine_loader(args, flags.model, flags.model_cache_dir))
-    return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks),
+    return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks), result.serving_s,
                          shard_index=flags.shard_index, num_shards=flags.num_shards)
 
 
