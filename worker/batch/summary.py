@@ -4,6 +4,9 @@ shard, the pod's termination message: kept well under Kubernetes' 4 KiB limit)."
 from pydantic import BaseModel, Field
 
 from worker.batch.checkpoint import ChunkStats
+from worker.logs import get_logger
+
+log = get_logger(__name__)
 
 TERMINATION_LIMIT = 4096
 
@@ -60,3 +63,11 @@ class Summary(BaseModel):
                 + f"  throughput: {self.requests_per_s:.2f} req/s, "
                 f"{self.completion_tokens_per_s:.1f} completion tok/s"
                 + (f"  (resumed {self.resumed_lines} lines from checkpoints)" if self.resumed_lines else ""))
+
+
+def write_termination_message(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:  # not in a pod (or no such mount): the summary is in staging anyway
+        log.warning("termination_message.skipped", path=path, error=exc.strerror)

@@ -13,9 +13,10 @@ from worker.batch import checkpoint
 from worker.batch.assemble import ChunkRef, assemble
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
-from worker.batch.summary import Summary
+from worker.batch.staging import shard_prefix, shard_summary_url
+from worker.batch.summary import Summary, write_termination_message
 from worker.cli.run_batch import add_error_file_flag
-from worker.cli.run_shard import ENV_TERMINATION_LOG, _write_termination_message, shard_prefix
+from worker.cli.run_shard import ENV_TERMINATION_LOG
 from worker.logs import get_logger
 
 HELP = "Concatenate finished shards from staging into the output URL"
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 def shard_chunks(staging_url: str, index: int) -> list[ChunkRef]:
     """The chunks of a finished shard; refuses a shard without summary.json."""
     prefix = shard_prefix(staging_url, index)
-    summary_url = storage.join(prefix, "summary.json")
+    summary_url = shard_summary_url(staging_url, index)
     if not storage.exists(summary_url):
         raise BatchRunError(f"shard {index} is not finished: {summary_url} is missing")
     expected = Summary.model_validate_json(storage.read_bytes(summary_url)).chunks
@@ -81,5 +82,5 @@ def gather(flags: GatherFlags) -> Summary:
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
     if flags.termination_message_path:
-        _write_termination_message(flags.termination_message_path, summary.termination_message())
+        write_termination_message(flags.termination_message_path, summary.termination_message())
     return summary

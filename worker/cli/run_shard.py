@@ -15,14 +15,13 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import engine_fingerprint, validated
 from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
-from worker.batch.summary import Summary
+from worker.batch.staging import shard_prefix, shard_summary_url
+from worker.batch.summary import Summary, write_termination_message
 from worker.cli.run_batch import add_run_flags, served_models, window
-from worker.logs import get_logger
 
 HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
 # The operator sets this to the container's terminationMessagePath.
 ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
-log = get_logger(__name__)
 
 
 class RunShardFlags(BaseModel):
@@ -59,10 +58,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_run_flags(parser)
 
 
-def shard_prefix(staging_url: str, index: int) -> str:
-    return storage.join(staging_url, "shards", f"{index:05d}")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.shard_index is None:
         args.shard_index = os.environ.get("JOB_COMPLETION_INDEX")
@@ -81,13 +76,13 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, flags: RunShardFlags) -> Summary:
     structlog.contextvars.bind_contextvars(shard_index=flags.shard_index, num_shards=flags.num_shards)
     prefix = shard_prefix(flags.staging_url, flags.shard_index)
-    summary_url = storage.join(prefix, "summary.json")
+    summary_url = shard_summary_url(flags.staging_url, flags.shard_index)
     if storage.exists(summary_url):  # finished before (a retried pod): report it again
         summary = Summary.model_validate_json(storage.read_bytes(summary_url))
     else:
         summary = _serve(args, flags, prefix)
         storage.write_bytes(summary_url, summary.to_json())
-    _write_termination_message(flags.termination_message_path, summary.termination_message())
+    write_termination_message(flags.termination_message_path, summary.termination_message())
     return summary
 
 
@@ -101,11 +96,3 @@ def _serve(args: argparse.Namespace, flags: RunShardFlags, prefix: str) -> Summa
     result = run_range(job, engine_loader(args, flags.model, flags.model_cache_dir))
     return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks), result.serving_s,
                          shard_index=flags.shard_index, num_shards=flags.num_shards)
-
-
-def _write_termination_message(path: str, data: bytes) -> None:
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as exc:  # not in a pod (or no such mount): the summary is in staging anyway
-        log.warning("termination_message.skipped", path=path, error=exc.strerror)
