@@ -14,7 +14,7 @@ from worker import storage
 from worker.batch.assemble import assemble
 from worker.batch.engine_loader import engine_loader
 from worker.batch.errors import BatchRunError
-from worker.batch.flags import add_engine_flags, engine_fingerprint, validated
+from worker.batch.flags import add_engine_flags, engine_args, engine_fingerprint, validated
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
 from worker.engine.engine_args import EngineArgs
@@ -79,13 +79,14 @@ def served_models(names: list[str] | None, model: str) -> tuple[str, ...]:
     return tuple(names) if names else (model.rstrip("/").rsplit("/", 1)[-1],)
 
 
-def window(ns: argparse.Namespace, max_in_flight: int | None) -> int:
-    return max_in_flight or 4 * (ns.max_num_seqs or EngineArgs.model_fields["max_num_seqs"].default)
+def window(engine: EngineArgs, max_in_flight: int | None) -> int:
+    return max_in_flight or 4 * engine.max_num_seqs
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        summary = _run(args)
+        flags = validated(RunBatchFlags, args)
+        summary = _run(flags, engine_args(args, flags.model))  # the engine's arguments, built once
     except (BatchRunError, storage.StorageError) as exc:
         print(f"worker run-batch: error: {exc}", file=sys.stderr)
         return 1
@@ -93,9 +94,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> Summary:
-    flags = validated(RunBatchFlags, args)
-    load = engine_loader(args, flags.model, flags.model_cache_dir)
+def _run(flags: RunBatchFlags, engine: EngineArgs) -> Summary:
+    load = engine_loader(engine, flags.model_cache_dir)
     size = input_size(flags.input_file)
     for url in filter(None, (flags.output_file, flags.error_file)):
         try:
@@ -104,10 +104,10 @@ def _run(args: argparse.Namespace) -> Summary:
             raise BatchRunError(f"output unwritable: {exc}") from None
     prefix = checkpoint_dir(flags)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=0, end=size, input_size=size,
-                   chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
+                   chunk_lines=flags.chunk_lines, window=window(engine, flags.max_in_flight),
                    models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
                    created=flags.created, tmp_dir=flags.output_tmp_dir, progress=flags.progress,
-                   engine=engine_fingerprint(args, flags.model))
+                   engine=engine_fingerprint(engine))
     result = run_range(job, load)
     try:
         final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
