@@ -6,7 +6,7 @@ HTTP response, so only the top-level `error`."""
 from pydantic import BaseModel
 
 from worker.batch import errors as E
-from worker.batch.responses import LineErrorBody, OutputLine
+from worker.batch.responses import JsonLine, LineErrorBody, OutputLine
 
 # Not a request: nothing an HTTP endpoint would have answered.
 _NO_RESPONSE = {E.INVALID_UTF8, E.INVALID_JSON, E.INVALID_REQUEST, E.MISSING_CUSTOM_ID}
@@ -29,14 +29,11 @@ class ErrorResponse(BaseModel):
     body: ErrorBody
 
 
-class ErrorFileLine(BaseModel):
+class ErrorFileLine(JsonLine):
     id: str
     custom_id: str
     response: ErrorResponse | None
     error: LineErrorBody | None
-
-    def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode("utf-8") + b"\n"
 
 
 def error_file_line(line: OutputLine, param: str | None) -> ErrorFileLine:
