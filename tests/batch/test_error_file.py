@@ -31,9 +31,11 @@ def test_served_and_rejected_lines_go_to_their_files(tmp_path, tiny_model):
     _run(tmp_path, tiny_model, "--error-file", tmp_path / "errors.jsonl")
     out, errors = read_jsonl(tmp_path / "out.jsonl"), read_jsonl(tmp_path / "errors.jsonl")
     assert [x["custom_id"] for x in out] == ["ok-1", "ok-2"]
-    assert [x["custom_id"] for x in errors] == [f"batchinfer-byte-{len(LINES[0]) + 1}", "bad-role", "ok-1", "bias", "other-model"]
-    for raw in (tmp_path / "out.jsonl").read_bytes().splitlines() + (tmp_path / "errors.jsonl").read_bytes().splitlines():
-        BatchRequestOutput.model_validate_json(raw)
+    not_json_id = f"batchinfer-byte-{len(LINES[0]) + 1}"
+    assert [x["custom_id"] for x in errors] == [not_json_id, "bad-role", "ok-1", "bias", "other-model"]
+    for name in ("out.jsonl", "errors.jsonl"):
+        for raw in (tmp_path / name).read_bytes().splitlines():
+            BatchRequestOutput.model_validate_json(raw)
     not_json, *rejected = errors
     assert not_json["response"] is None and not_json["error"]["code"] == "invalid_json"
     assert [x["response"]["status_code"] for x in rejected] == [400, 400, 400, 404]

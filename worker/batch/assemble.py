@@ -6,6 +6,7 @@ used by an EARLIER line (perhaps in another shard). Chunk metadata tells us, wit
 the chunks, which rows need rewriting: error rows get "line N: " prefixed to their message,
 and served rows whose custom_id was seen before become duplicate_custom_id errors. Chunks
 needing neither are copied verbatim (server side on S3). Same chunks -> same bytes.
+With an error file, the same rows are split off into it (worker.batch.error_lines) instead.
 """
 
 from collections.abc import Iterable, Iterator
@@ -48,7 +49,7 @@ def plan(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[tuple[ChunkR
     line = 1
     for chunk in chunks:
         meta = chunk.meta
-        params = meta.error_params if len(meta.error_params) == len(meta.error_rows) else [None] * len(meta.error_rows)
+        params = meta.error_params or [None] * len(meta.error_rows)  # chunks staged before params were kept
         fixes = Fixes(first_line=line, errors=dict(zip(meta.error_rows, params)))
         hashes = meta.id_hashes
         for row in range(meta.stats.lines):
@@ -70,7 +71,8 @@ def _inline(planned: list[tuple[ChunkRef, Fixes]]) -> Iterator[Source]:
     """Every line in input order, error lines FastDeploy-style (the default)."""
     for chunk, fixes in planned:
         if fixes:
-            yield Source(stream=(r.failed.to_bytes() if r.failed else r.data + b"\n" for r in _rows(chunk.url, fixes)))
+            rows = _rows(chunk.url, fixes)
+            yield Source(stream=(r.failed.to_bytes() if r.failed else r.data + b"\n" for r in rows))
         else:
             yield Source(url=chunk.url)
 
