@@ -20,6 +20,8 @@ import jinja2.ext  # loopcontrols; not imported by `import jinja2` itself
 import sentencepiece as spm
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from worker.token_bytes import piece_bytes
+
 _SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
@@ -80,6 +82,9 @@ class _SentencePiece:
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode(ids)
 
+    def piece_bytes(self, token_id: int) -> bytes:
+        return piece_bytes(self.sp.id_to_piece(token_id), byte_level=False)
+
     def is_control(self, token_id: int) -> bool:
         """Control pieces (<s>, </s>) decode to nothing in sentencepiece."""
         return token_id < self.sp.get_piece_size() and self.sp.is_control(token_id)
@@ -90,6 +95,8 @@ class _HFTokenizers:
         import tokenizers
 
         self.tk = tokenizers.Tokenizer.from_file(str(path))
+        decoder = json.loads(self.tk.to_str()).get("decoder") or {}
+        self.byte_level = "ByteLevel" in json.dumps(decoder)  # GPT-2 style pieces (Llama 3, Qwen2)
 
     def vocab(self) -> dict[str, int]:
         return self.tk.get_vocab(with_added_tokens=True)
@@ -102,6 +109,9 @@ class _HFTokenizers:
 
     def decode(self, ids: list[int]) -> str:
         return self.tk.decode(ids, skip_special_tokens=False)
+
+    def piece_bytes(self, token_id: int) -> bytes:
+        return piece_bytes(self.tk.id_to_token(token_id) or "", self.byte_level)
 
     def is_control(self, token_id: int) -> bool:
         return False
@@ -123,6 +133,7 @@ class Tokenizer:
         specials = [*self.special_tokens_map.values(), *extra]
         self.all_special_ids = sorted({self.vocab[t] for t in specials if t in self.vocab})
         literal = sorted({*specials, *added} & self.vocab.keys(), key=len, reverse=True)
+        self._literal_pieces = frozenset(literal)
         self._split = re.compile("(" + "|".join(map(re.escape, literal)) + ")") if literal else None
         tok_eos = self.vocab.get(self.special_tokens_map.get("eos_token", ""))
         ids = [*eos_token_ids, *([tok_eos] if tok_eos is not None else [])]
@@ -186,6 +197,15 @@ class Tokenizer:
                 run.append(i)
         out.append(self._decode_run(run))
         return "".join(out)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """What the token stands for, byte for byte (a special or added token: its text)."""
+        piece = self._id_to_token.get(int(token_id))
+        if piece is None:  # past the tokenizer (a padded embedding row)
+            return b""
+        if piece in self._literal_pieces or int(token_id) in self._literal_ids:
+            return piece.encode()
+        return self.backend.piece_bytes(int(token_id))
 
     @cached_property
     def _id_to_token(self) -> dict[int, str]:

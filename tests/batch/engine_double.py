@@ -11,6 +11,9 @@ class ByteTokenizer:
     def decode(self, ids: list[int]) -> str:
         return bytes(ids).decode(errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes:
+        return bytes([token_id])
+
     def apply_chat_template(self, messages, add_generation_prompt=True, **kw) -> str:
         return "|".join(m["content"] for m in messages)
 

@@ -17,8 +17,6 @@ def _line(body=None, **overrides) -> bytes:
 
 
 @pytest.mark.parametrize("data,code,field", [
-    (b"", E.EMPTY_LINE, None),
-    (b"  \r", E.EMPTY_LINE, None),
     (b"{\"custom_id\": \"\xff\"}", E.INVALID_UTF8, None),
     (b"{not json", E.INVALID_JSON, None),
     (b"[1, 2]", E.INVALID_REQUEST, None),
@@ -38,7 +36,6 @@ def _line(body=None, **overrides) -> bytes:
      E.INVALID_SAMPLING_PARAMS, "body.top_logprobs"),
     (_line(body={"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 99}),
      E.INVALID_SAMPLING_PARAMS, "body.top_logprobs"),
-    (_line(body={"messages": [{"role": "user", "content": "x"}], "stream": True}), E.INVALID_BODY, "body.stream"),
 ])
 def test_bad_lines_name_the_problem(data, code, field):
     with pytest.raises(LineError) as info:
@@ -74,3 +71,83 @@ def test_completion_body_maps_onto_sampling_params():
     assert not req.chat and req.body.prompt == [1, 2, 3]
     assert (req.params.max_tokens, req.params.logprobs, req.params.min_tokens) == (4, 1, 2)
     assert req.params.stop_token_ids == [9]
+
+
+def _chat(**body) -> bytes:
+    return _line(body={"messages": [{"role": "user", "content": "x"}]} | body)
+
+
+def _completion(**body) -> bytes:
+    return _line(url="/v1/completions", body={"prompt": "x"} | body)
+
+
+@pytest.mark.parametrize("data,field", [
+    (_completion(logit_bias={"50256": -100}), "body.logit_bias"),
+    (_chat(logit_bias={"1": 5}), "body.logit_bias"),
+    (_completion(suffix="end"), "body.suffix"),
+    (_completion(best_of=3), "body.best_of"),
+    (_completion(best_of=3, n=2), "body.best_of"),
+    (_chat(stream=True), "body.stream"),
+    (_completion(stream="True"), "body.stream"),
+    (_chat(stream_options={"include_usage": True}), "body.stream_options"),
+    (_chat(response_format={"type": "json_object"}), "body.response_format"),
+    (_chat(tools=[{"type": "function", "function": {"name": "f"}}]), "body.tools"),
+    (_chat(tool_choice="auto"), "body.tool_choice"),
+    (_chat(parallel_tool_calls=False), "body.parallel_tool_calls"),
+    (_chat(functions=[{"name": "f"}]), "body.functions"),
+    (_chat(function_call="auto"), "body.function_call"),
+    (_chat(guided_json={"type": "object"}), "body.guided_json"),
+    (_chat(audio={"voice": "alloy"}), "body.audio"),
+    (_chat(modalities=["text", "audio"]), "body.modalities"),
+    (_chat(prediction={"type": "content", "content": "x"}), "body.prediction"),
+    (_chat(reasoning_effort="low"), "body.reasoning_effort"),
+    (_completion(echo=True, logprobs=0), "body.echo"),
+    (_completion(prompt=["a", "b"]), "body.prompt"),
+    (_completion(prompt=[[1], [2]]), "body.prompt"),
+])
+def test_fields_we_do_not_implement_are_refused_by_name(data, field):
+    with pytest.raises(LineError) as info:
+        parse_line(data)
+    assert (info.value.code, info.value.field, info.value.status) == (E.UNSUPPORTED_FIELD, field, 400)
+    assert info.value.detail.startswith(field + ": ")
+
+
+@pytest.mark.parametrize("data", [
+    _completion(best_of=2, n=2), _completion(best_of=1), _chat(stream=False), _chat(modalities=["text"]),
+    _chat(user="u", metadata={"k": "v"}, store=False, service_tier="auto"),
+    _chat(logit_bias=None, tools=None, response_format=None, stream_options=None, best_of=None),
+])
+def test_fields_that_change_nothing_are_accepted(data):
+    parse_line(data)
+
+
+_NULLS = ("n", "temperature", "top_p", "stop", "max_tokens", "seed", "presence_penalty", "frequency_penalty",
+          "stream", "user", "logprobs")
+
+
+def test_explicit_nulls_mean_the_default():
+    chat = parse_line(_chat(**dict.fromkeys(_NULLS + ("top_logprobs", "max_completion_tokens")))).params
+    completion = parse_line(_completion(**dict.fromkeys(_NULLS + ("echo", "ignore_eos", "suffix")))).params
+    assert (chat.n, chat.max_tokens, chat.logprobs, chat.ignore_eos) == (1, None, None, False)
+    assert (completion.n, completion.logprobs, completion.ignore_eos) == (1, None, False)
+
+
+def test_completions_default_to_sixteen_tokens_as_openai():
+    assert parse_line(_completion()).params.max_tokens == 16
+    assert parse_line(_completion(max_tokens=3)).params.max_tokens == 3
+    assert parse_line(_chat()).params.max_tokens is None  # chat: until EOS or the context
+
+
+@pytest.mark.parametrize("prompt,expected", [("a", "a"), (["a"], "a"), ([5, 6], [5, 6]), ([[5, 6]], [5, 6])])
+def test_prompt_in_each_openai_form(prompt, expected):
+    assert parse_line(_completion(prompt=prompt)).body.prompt == expected
+
+
+def test_a_model_not_served_is_refused():
+    models = ("tiny", "tiny-alias")
+    assert parse_line(_chat(model="tiny-alias"), models).body.model == "tiny-alias"
+    assert parse_line(_chat(), models).body.model is None
+    with pytest.raises(LineError) as info:
+        parse_line(_chat(model="gpt-4o"), models)
+    assert (info.value.code, info.value.field, info.value.status) == (E.MODEL_NOT_FOUND, "body.model", 404)
+    assert "'gpt-4o'" in info.value.detail and "'tiny'" in info.value.detail

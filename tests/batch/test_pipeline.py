@@ -61,7 +61,7 @@ def _job(url, prefix, start=0, end=None, chunk_lines=4, **kw) -> RangeJob:
 
     size = os.path.getsize(url)
     return RangeJob(input_url=url, prefix=str(prefix), start=start, end=size if end is None else end,
-                    input_size=size, chunk_lines=chunk_lines, window=3, model="m", batch_id="t", created=1,
+                    input_size=size, chunk_lines=chunk_lines, window=3, models=("m",), batch_id="t", created=1,
                     progress=False, **kw)
 
 
@@ -136,3 +136,12 @@ def test_engine_refusals_and_faults_become_error_lines(tmp_path):
     assert "refused by the double" in results[1].line.error.message
     assert results[2].line.response.status_code == 500 and results[2].line.custom_id == "c"
     assert results[2].line.error.message == "device fell over"
+
+
+def test_blank_lines_yield_nothing_and_derived_ids_are_no_duplicates(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n  \n{broken\n\t\r\n" + _req("batchinfer-byte-4", "hi") + "\n\n")
+    got = [json.loads(x) for x in _whole_run(tmp_path, str(path)).splitlines()]
+    assert [x["custom_id"] for x in got] == ["batchinfer-byte-4", "batchinfer-byte-4"]
+    assert got[0]["error"]["code"] == "invalid_json" and "no usable custom_id" in got[0]["error"]["message"]
+    assert got[1]["error"] is None  # a real custom_id equal to a derived one is not a duplicate

@@ -124,3 +124,27 @@ def test_tokenizer_json_only_directory(pair, tiny_model, tmp_path):
             assert tok.decode(ids, skip_special_tokens=skip) == ours.decode(ids, skip_special_tokens=skip)
     assert tok.apply_chat_template(MESSAGES) == ours.apply_chat_template(MESSAGES)
     assert tok.eos_token_ids == ours.eos_token_ids and tok.all_special_ids == ours.all_special_ids
+
+
+@pytest.mark.parametrize("text", ["hello world", "User: 你好，世界 émoji 🤖 ok", "  two  spaces\nand a newline"])
+def test_token_bytes_spell_the_text(pair, text):
+    ours, _ = pair
+    ids = ours.encode(text, add_special_tokens=False)
+    data = b"".join(ours.token_bytes(i) for i in ids)
+    assert data.decode() in (ours.decode(ids), " " + ours.decode(ids))  # decode drops the dummy-prefix space
+
+
+def test_partial_utf8_tokens_keep_their_bytes(pair):
+    ours, _ = pair
+    pieces = [ours.token_bytes(i) for i in ours.encode("🤖", add_special_tokens=False)]
+    assert b"".join(pieces).removeprefix(b" ") == "🤖".encode()
+    assert any(len(p) == 1 and p[0] >= 0x80 for p in pieces)  # byte-fallback: not text on its own
+
+
+def test_byte_fallback_and_byte_level_pieces():
+    from worker.token_bytes import piece_bytes, token_text
+
+    assert piece_bytes("<0xE4>", byte_level=False) == b"\xe4"
+    assert piece_bytes("\u2581hello", byte_level=False) == b" hello"
+    assert piece_bytes("\u0120hello\u010a", byte_level=True) == b" hello\n"  # GPT-2's Ġ and Ċ
+    assert token_text(b"\xe4\xbd") == "bytes:\\xe4\\xbd" and token_text(" 你".encode()) == " 你"

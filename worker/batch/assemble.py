@@ -6,6 +6,7 @@ used by an EARLIER line (perhaps in another shard). Chunk metadata tells us, wit
 the chunks, which rows need rewriting: error rows get "line N: " prefixed to their message,
 and served rows whose custom_id was seen before become duplicate_custom_id errors. Chunks
 needing neither are copied verbatim (server side on S3). Same chunks -> same bytes.
+With an error file, the same rows are split off into it (worker.batch.error_lines) instead.
 """
 
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from worker.batch import errors as E
 from worker.batch.checkpoint import NO_ID, ChunkMeta, ChunkStats
+from worker.batch.error_lines import error_file_line
 from worker.batch.lines import iter_lines
 from worker.batch.responses import LineErrorBody, OutputLine, Response
 from worker.storage.concat import Source, concat
@@ -27,8 +29,18 @@ class ChunkRef:
 @dataclass
 class Fixes:
     first_line: int  # 1-based global number of the chunk's first row
-    errors: set[int] = field(default_factory=set)  # rows whose message needs the line number
+    errors: dict[int, str | None] = field(default_factory=dict)  # error rows -> the field named
     duplicates: set[int] = field(default_factory=set)  # served rows reusing a custom_id
+
+    def __bool__(self) -> bool:
+        return bool(self.errors or self.duplicates)
+
+
+@dataclass(frozen=True)
+class _Row:
+    data: bytes  # the staged line, without its newline
+    failed: OutputLine | None = None  # an error row, numbered (None: served)
+    param: str | None = None
 
 
 def plan(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[tuple[ChunkRef, Fixes]]:
@@ -37,7 +49,8 @@ def plan(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[tuple[ChunkR
     line = 1
     for chunk in chunks:
         meta = chunk.meta
-        fixes = Fixes(first_line=line, errors=set(meta.error_rows))
+        params = meta.error_params or [None] * len(meta.error_rows)  # chunks staged before params were kept
+        fixes = Fixes(first_line=line, errors=dict(zip(meta.error_rows, params)))
         hashes = meta.id_hashes
         for row in range(meta.stats.lines):
             h = hashes[16 * row:16 * row + 16]
@@ -54,32 +67,55 @@ def plan(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[tuple[ChunkR
         yield chunk, fixes
 
 
-def sources(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[Source]:
-    for chunk, fixes in plan(chunks, stats):
-        if fixes.errors or fixes.duplicates:
-            yield Source(stream=_rewrite(chunk.url, fixes))
+def _inline(planned: list[tuple[ChunkRef, Fixes]]) -> Iterator[Source]:
+    """Every line in input order, error lines FastDeploy-style (the default)."""
+    for chunk, fixes in planned:
+        if fixes:
+            rows = _rows(chunk.url, fixes)
+            yield Source(stream=(r.failed.to_bytes() if r.failed else r.data + b"\n" for r in rows))
         else:
             yield Source(url=chunk.url)
 
 
-def assemble(chunks: Iterable[ChunkRef], dest: str, tmp_dir: str | None = None) -> tuple[ChunkStats, dict]:
-    """Write the final output to dest atomically; returns the final counts and copy stats."""
+def _served(planned: list[tuple[ChunkRef, Fixes]]) -> Iterator[Source]:
+    for chunk, fixes in planned:
+        if fixes:
+            yield Source(stream=(r.data + b"\n" for r in _rows(chunk.url, fixes) if not r.failed))
+        else:
+            yield Source(url=chunk.url)
+
+
+def _rejected(planned: list[tuple[ChunkRef, Fixes]]) -> Iterator[Source]:
+    for chunk, fixes in planned:
+        if fixes:
+            yield Source(stream=(error_file_line(r.failed, r.param).to_bytes()
+                                 for r in _rows(chunk.url, fixes) if r.failed))
+
+
+def assemble(chunks: Iterable[ChunkRef], dest: str, tmp_dir: str | None = None,
+             error_dest: str | None = None) -> tuple[ChunkStats, dict]:
+    """Write the final output to dest atomically; with error_dest, the output holds only the
+    served lines and error_dest the others (published first: the output marks completion).
+    Returns the final counts and copy stats."""
     stats = ChunkStats()
-    copy_stats = concat(sources(chunks, stats), dest, tmp_dir)
-    return stats, copy_stats
+    planned = list(plan(chunks, stats))
+    if error_dest is None:
+        return stats, concat(_inline(planned), dest, tmp_dir)
+    concat(_rejected(planned), error_dest, tmp_dir)
+    return stats, concat(_served(planned), dest, tmp_dir)
 
 
-def _rewrite(url: str, fixes: Fixes) -> Iterator[bytes]:
+def _rows(url: str, fixes: Fixes) -> Iterator[_Row]:
     for row, raw in enumerate(iter_lines(url)):
         number = fixes.first_line + row
         if row in fixes.errors:
             line = OutputLine.model_validate_json(raw.data)
             line.error.message = f"line {number}: {line.error.message}"
-            yield line.to_bytes()
+            yield _Row(raw.data, line, fixes.errors[row])
         elif row in fixes.duplicates:
-            yield _duplicate(OutputLine.model_validate_json(raw.data), number).to_bytes()
+            yield _Row(raw.data, _duplicate(OutputLine.model_validate_json(raw.data), number), "custom_id")
         else:
-            yield raw.data + b"\n"
+            yield _Row(raw.data)
 
 
 def _duplicate(line: OutputLine, number: int) -> OutputLine:

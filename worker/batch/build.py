@@ -11,6 +11,7 @@ from worker.batch.responses import (
     OutputLine, PromptTokensDetails, Response, Usage,
 )
 from worker.outputs import CompletionOutput, RequestOutput
+from worker.token_bytes import token_text
 
 
 @dataclass(frozen=True)
@@ -19,19 +20,31 @@ class LineResult:
 
     line: OutputLine
     error_code: str | None = None
+    error_param: str | None = None  # the field an error line names (the error file's `param`)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    derived_id: bool = False  # custom_id made up for a line without a usable one
+
+
+def derived_custom_id(offset: int) -> str:
+    """custom_id of a line without a usable one: a string (BatchRequestOutput requires one),
+    stable across runs and shards because it comes from the line's byte offset."""
+    return f"batchinfer-byte-{offset}"
 
 
 def error_result(ident: BatchIdentity, offset: int, err: LineError) -> LineResult:
     """An error line; its message gets "line N: " prepended when the output is assembled
     (worker.batch.assemble), because only then is the line's global number known."""
+    message, custom_id = err.detail, err.custom_id
+    if custom_id is None:
+        custom_id = derived_custom_id(offset)
+        message += f" (the line has no usable custom_id; {custom_id!r} stands in for it)"
     line = OutputLine(
-        id=ident.line_id(offset), custom_id=err.custom_id,
+        id=ident.line_id(offset), custom_id=custom_id,
         response=Response(status_code=err.status, request_id=ident.request_id(offset), body=None),
-        error=LineErrorBody(code=err.code, message=err.detail))
-    return LineResult(line, error_code=err.code)
+        error=LineErrorBody(code=err.code, message=message))
+    return LineResult(line, error_code=err.code, error_param=err.field, derived_id=err.custom_id is None)
 
 
 def served_result(ident: BatchIdentity, offset: int, req: ParsedRequest, prompt: EnginePrompt,
@@ -42,11 +55,12 @@ def served_result(ident: BatchIdentity, offset: int, req: ParsedRequest, prompt:
                   prompt_tokens_details=PromptTokensDetails(cached_tokens=out.num_cached_tokens))
     choices = sorted(out.outputs, key=lambda c: c.index)
     body_id = ident.completion_id(offset, req.chat)
+    model = req.body.model or ident.model  # the served name the line asked for, else the first
     if req.chat:
-        body = ChatCompletion(id=body_id, created=ident.created, model=ident.model, usage=usage,
+        body = ChatCompletion(id=body_id, created=ident.created, model=model, usage=usage,
                               choices=[_chat_choice(c, req, prompt, tokenizer) for c in choices])
     else:
-        body = Completion(id=body_id, created=ident.created, model=ident.model, usage=usage,
+        body = Completion(id=body_id, created=ident.created, model=model, usage=usage,
                           choices=[_completion_choice(c, req, prompt, tokenizer) for c in choices])
     line = OutputLine(id=ident.line_id(offset), custom_id=req.custom_id, error=None,
                       response=Response(status_code=200, request_id=ident.request_id(offset), body=body))
@@ -70,8 +84,9 @@ def _chat_choice(c: CompletionOutput, req: ParsedRequest, prompt: EnginePrompt, 
 def _completion_choice(c: CompletionOutput, req: ParsedRequest, prompt: EnginePrompt,
                        tok: Tokenizer) -> CompletionChoice:
     ids = req.body.return_token_ids
-    text = (prompt.prompt or "") + c.text if req.body.echo else c.text
+    echoed = (prompt.prompt if prompt.prompt is not None else tok.decode(prompt.prompt_token_ids)) if req.body.echo else ""
     logprobs = _completion_logprobs(c, req.params.logprobs, tok) if req.params.logprobs is not None else None
+    text = echoed + c.text
     return CompletionChoice(index=c.index, text=text, reasoning_content=c.reasoning_content,
                             prompt_token_ids=prompt.prompt_token_ids if ids else None,
                             completion_token_ids=list(c.token_ids) if ids else None,
@@ -83,8 +98,8 @@ def _top(entry: dict[int, float], k: int) -> list[tuple[int, float]]:
 
 
 def _token_entry(token_id: int, logprob: float | None, tok: Tokenizer) -> dict:
-    text = tok.decode([token_id])
-    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+    data = tok.token_bytes(token_id)
+    return {"token": token_text(data), "logprob": logprob, "bytes": list(data)}
 
 
 def _chat_logprobs(c: CompletionOutput, k: int, tok: Tokenizer) -> dict:
@@ -99,10 +114,10 @@ def _chat_logprobs(c: CompletionOutput, k: int, tok: Tokenizer) -> dict:
 def _completion_logprobs(c: CompletionOutput, k: int, tok: Tokenizer) -> dict:
     tokens, token_logprobs, top, offsets, pos = [], [], [], [], 0
     for token_id, entry in zip(c.token_ids, c.logprobs or []):
-        text = tok.decode([token_id])
-        tokens.append(text)
+        data = tok.token_bytes(token_id)
+        tokens.append(token_text(data))
         token_logprobs.append(entry.get(token_id))
-        top.append({tok.decode([t]): lp for t, lp in _top(entry, k)})
+        top.append({token_text(tok.token_bytes(t)): lp for t, lp in _top(entry, k)})
         offsets.append(pos)
-        pos += len(text)
+        pos += len(data.decode("utf-8", errors="replace"))
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}

@@ -46,6 +46,8 @@ class ChunkMeta(BaseModel):
     start_offset: int
     end_offset: int
     error_rows: list[int] = Field(description="rows of the chunk that are error lines")
+    error_params: list[str | None] = Field(default_factory=list,
+                                           description="the field each error row names, as error_rows")
     id_hashes: str = Field(description="16 hex digits per row: its custom_id's hash, or zeros")
     stats: ChunkStats
 
@@ -111,8 +113,9 @@ class ChunkWriter:
         meta = self._meta
         if result.error_code is not None:
             meta.error_rows.append(meta.stats.lines)
-        cid = result.line.custom_id
-        self._hashes.append(custom_id_hash(cid) if cid else NO_ID)
+            meta.error_params.append(result.error_param)
+        # A made-up custom_id must not make a later line's real one a duplicate.
+        self._hashes.append(NO_ID if result.derived_id else custom_id_hash(result.line.custom_id))
         meta.stats.add(result)
         meta.end_offset = raw.end
         self._writer.write(result.line.to_bytes())

@@ -1,7 +1,6 @@
 """Why one input line cannot be served: becomes that line's error output, never stops the run."""
 
 # error.code values written into output lines (a contract with users: keep them stable)
-EMPTY_LINE = "empty_line"
 INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"
 INVALID_REQUEST = "invalid_request"  # valid JSON, but not a request line object
@@ -11,6 +10,8 @@ INVALID_METHOD = "invalid_method"
 UNKNOWN_URL = "unknown_url"
 INVALID_BODY = "invalid_body"
 INVALID_SAMPLING_PARAMS = "invalid_sampling_params"
+UNSUPPORTED_FIELD = "unsupported_field"  # a field whose effect we do not produce
+MODEL_NOT_FOUND = "model_not_found"
 PROMPT_TOO_LONG = "prompt_too_long"
 ENGINE_ERROR = "engine_error"
 

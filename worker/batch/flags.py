@@ -46,10 +46,9 @@ def engine_args(ns: argparse.Namespace, model_dir: str) -> EngineArgs:
         raise BatchRunError(f"invalid engine arguments: {_first(exc)}") from None
 
 
-def engine_fingerprint(ns: argparse.Namespace, model: str) -> str:
+def engine_fingerprint(args: EngineArgs) -> str:
     """The model and the engine flags given, as a stable string for checkpoint manifests."""
-    given = {name: getattr(ns, name, None) for name in EngineArgs.model_fields if name != "model"}
-    return json.dumps({"model": model} | {k: v for k, v in given.items() if v is not None}, sort_keys=True)
+    return json.dumps(args.model_dump(exclude_unset=True), sort_keys=True)
 
 
 def _first(exc: ValidationError) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,8 @@ from pydantic import ValidationError
 
 from worker.batch import errors as E
 from worker.batch.errors import LineError
-from worker.batch.protocol import CHAT_URL, COMPLETIONS_URL, ChatBody, CompletionBody
+from worker.batch.protocol import CHAT_URL, COMPLETIONS_DEFAULT_MAX_TOKENS, COMPLETIONS_URL, ChatBody, CompletionBody
+from worker.batch.unsupported import refuse_many_prompts, refuse_unsupported
 from worker.sampling_params import SamplingParams
 
 _PARAM_FIELDS = (
@@ -26,19 +28,18 @@ class ParsedRequest:
     params: SamplingParams
 
 
-def parse_line(data: bytes) -> ParsedRequest:
+def parse_line(data: bytes, models: Collection[str] = ()) -> ParsedRequest:
+    """models: the names this run serves; a body naming another model is refused (none: any)."""
     obj = _decode(data)
     custom_id = _custom_id(obj)
     try:
-        return _parse_request(obj, custom_id)
+        return _parse_request(obj, custom_id, models)
     except LineError as exc:
         exc.custom_id = custom_id
         raise
 
 
 def _decode(data: bytes) -> dict[str, Any]:
-    if not data.strip():
-        raise LineError(E.EMPTY_LINE, "the line is empty")
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")  # a BOM left by an editor: not content
     except UnicodeDecodeError as exc:
@@ -76,7 +77,7 @@ def _custom_id(obj: dict[str, Any]) -> str:
     return value
 
 
-def _parse_request(obj: dict[str, Any], custom_id: str) -> ParsedRequest:
+def _parse_request(obj: dict[str, Any], custom_id: str, models: Collection[str]) -> ParsedRequest:
     if obj.get("method") != "POST":
         raise LineError(E.INVALID_METHOD, f"must be \"POST\", got {obj.get('method')!r}", "method")
     url = obj.get("url")
@@ -86,8 +87,26 @@ def _parse_request(obj: dict[str, Any], custom_id: str) -> ParsedRequest:
     if not isinstance(raw_body, dict):
         raise LineError(E.INVALID_BODY, f"must be a JSON object, got {type(raw_body).__name__}", "body")
     chat = url == CHAT_URL
+    refuse_unsupported(raw_body)
     body = _validate_body(ChatBody if chat else CompletionBody, raw_body)
+    _check_model(body.model, models)
+    if not chat:
+        refuse_many_prompts(body.prompt)
+        body.prompt = _single_prompt(body.prompt)
     return ParsedRequest(custom_id, chat, body, sampling_params(body))
+
+
+def _check_model(model: str | None, models: Collection[str]) -> None:
+    if model is not None and models and model not in models:
+        raise LineError(E.MODEL_NOT_FOUND, f"the model {model!r} is not served here; this run serves "
+                        f"{', '.join(repr(m) for m in models)}", "body.model", status=404)
+
+
+def _single_prompt(prompt: str | list) -> str | list[int]:
+    """["text"] and [[1, 2]] are one prompt, as OpenAI's list forms with a single entry."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        return prompt[0]
+    return prompt
 
 
 def _validate_body(model: type, raw: dict[str, Any]) -> ChatBody | CompletionBody:
@@ -107,7 +126,8 @@ def sampling_params(body: ChatBody | CompletionBody) -> SamplingParams:
             raise LineError(E.INVALID_SAMPLING_PARAMS, "needs \"logprobs\": true", "body.top_logprobs")
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
     else:
-        max_tokens, logprobs = body.max_tokens, body.logprobs
+        max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS if body.max_tokens is None else body.max_tokens
+        logprobs = body.logprobs
     if max_tokens is not None:
         kw["max_tokens"] = max_tokens
     if logprobs is not None:

@@ -5,7 +5,7 @@ Memory is bounded by the window (pending requests plus finished ones waiting for
 line), never by the size of the input.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,10 +43,12 @@ class _Slot:
 
 
 def run_pipeline(lines: Iterable[RawLine], engine: Engine, ident: BatchIdentity, sink: Sink,
-                 window: int, on_result: Callable[[RawLine, LineResult], None] | None = None) -> int:
-    """Serve every line; returns the number of lines written to the sink."""
+                 window: int, on_result: Callable[[RawLine, LineResult], None] | None = None,
+                 models: Collection[str] = ()) -> int:
+    """Serve every non-blank line; returns the number of lines written to the sink.
+    models: the served names a line's body.model must be among (none: any)."""
     assert window >= 1
-    source = iter(lines)
+    source = (raw for raw in lines if raw.data.strip())  # blank lines are not requests
     slots: dict[int, _Slot] = {}
     next_read = next_write = 0
     exhausted = False
@@ -56,7 +58,7 @@ def run_pipeline(lines: Iterable[RawLine], engine: Engine, ident: BatchIdentity,
             if raw is None:
                 exhausted = True
             else:
-                slots[next_read] = _admit(raw, next_read, engine, ident)
+                slots[next_read] = _admit(raw, next_read, engine, ident, models)
                 next_read += 1
         while next_write in slots and slots[next_write].result is not None:
             slot = slots.pop(next_write)
@@ -73,10 +75,10 @@ def run_pipeline(lines: Iterable[RawLine], engine: Engine, ident: BatchIdentity,
                 slot.result = _finish(slot, out, ident, engine.tokenizer)
 
 
-def _admit(raw: RawLine, seq: int, engine: Engine, ident: BatchIdentity) -> _Slot:
+def _admit(raw: RawLine, seq: int, engine: Engine, ident: BatchIdentity, models: Collection[str]) -> _Slot:
     slot = _Slot(raw)
     try:
-        slot.req = parse_line(raw.data)
+        slot.req = parse_line(raw.data, models)
         slot.prompt = build_prompt(slot.req, engine.tokenizer, engine.max_model_len)
         _add(engine, str(seq), slot)
     except LineError as err:

@@ -7,12 +7,13 @@ from typing import Any, Protocol
 from worker.batch import errors as E
 from worker.batch.errors import LineError
 from worker.batch.parse import ParsedRequest
-from worker.batch.protocol import ChatBody, CompletionBody
+from worker.batch.protocol import ChatBody, CompletionBody, Message
 
 
 class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
+    def token_bytes(self, token_id: int) -> bytes: ...
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **kw: Any) -> str: ...
 
 
@@ -37,7 +38,7 @@ def build_prompt(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -
 
 
 def _chat_prompt(body: ChatBody, tokenizer: Tokenizer) -> str:
-    messages = [{"role": m.role, "content": _text(m.content, i)} for i, m in enumerate(body.messages)]
+    messages = [_message(m, i) for i, m in enumerate(body.messages)]
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                              **(body.chat_template_kwargs or {}))
@@ -47,6 +48,13 @@ def _chat_prompt(body: ChatBody, tokenizer: Tokenizer) -> str:
         if not (type(exc).__module__.startswith("jinja2") or isinstance(exc, (ValueError, TypeError))):
             raise
         raise LineError(E.INVALID_BODY, f"chat template rejected the messages: {exc}", "body.messages") from None
+
+
+def _message(m: Message, i: int) -> dict[str, Any]:
+    """The message as the chat template reads it: role, text, and whatever else it carries
+    (an assistant's tool_calls, a tool message's tool_call_id, a name), nulls dropped."""
+    extra = {k: v for k, v in (m.model_extra or {}).items() if v is not None}
+    return {"role": m.role, "content": _text(m.content, i)} | extra
 
 
 def _text(content: str | list[dict] | None, i: int) -> str:

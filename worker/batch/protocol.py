@@ -1,32 +1,25 @@
-"""The input line (OpenAI batch format) and the request bodies we serve, as pydantic models."""
+"""The request bodies we serve, as pydantic models. Every optional field also accepts an
+explicit null meaning "the default", as the openai SDK writes its request types."""
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 CHAT_URL = "/v1/chat/completions"
 COMPLETIONS_URL = "/v1/completions"
-
-
-class RequestLine(BaseModel):
-    """`{"custom_id": ..., "method": "POST", "url": ..., "body": {...}}`; checked field by field
-    in worker.batch.parse so each problem gets its own error code."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    custom_id: str
-    method: Literal["POST"]
-    url: Literal["/v1/chat/completions", "/v1/completions"]
-    body: dict[str, Any]
+# OpenAI's API reference: a completion without max_tokens generates 16 tokens.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
 
 class SamplingBody(BaseModel):
     """OpenAI body fields that map onto SamplingParams (FastDeploy extensions included).
-    Unknown fields (model, user, metadata, ...) are ignored, as OpenAI-compatible servers do."""
+    Fields we do not implement are refused before this model (worker.batch.unsupported);
+    the rest of the unknown ones change nothing (user, metadata, store, ...) and are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
-    n: StrictInt = 1
+    model: str | None = None
+    n: StrictInt | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: StrictInt | None = None
@@ -40,20 +33,13 @@ class SamplingBody(BaseModel):
     bad_words: list[str] | None = None
     max_tokens: StrictInt | None = None
     min_tokens: StrictInt | None = None
-    ignore_eos: StrictBool = False
+    ignore_eos: StrictBool | None = None
     # FastDeploy: also return the prompt and completion token ids in each choice.
-    return_token_ids: StrictBool = False
-    stream: StrictBool = False
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not available in a batch; remove stream or set it to false")
-        return value
+    return_token_ids: StrictBool | None = None
 
 
 class Message(BaseModel):
+    # Extra keys (tool_calls, tool_call_id, name) are passed on to the chat template.
     model_config = ConfigDict(extra="allow")
 
     # OpenAI's roles; chat templates silently drop a message whose role they do not know.
@@ -64,13 +50,14 @@ class Message(BaseModel):
 class ChatBody(SamplingBody):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: StrictInt | None = None
-    logprobs: StrictBool = False
+    logprobs: StrictBool | None = None
     top_logprobs: StrictInt | None = None
     chat_template_kwargs: dict[str, Any] | None = None
 
 
 class CompletionBody(SamplingBody):
-    # One prompt per line: a string, or token ids. (Lists of prompts belong on separate lines.)
-    prompt: str | list[StrictInt]
+    # A string, token ids, or a list of one of those (one prompt per line for now: a longer
+    # list is refused in worker.batch.unsupported).
+    prompt: str | list[StrictInt] | list[str] | list[list[StrictInt]]
     logprobs: StrictInt | None = None
-    echo: StrictBool = False
+    echo: StrictBool | None = None

@@ -78,11 +78,13 @@ class LineErrorBody(BaseModel):
     message: str
 
 
-class OutputLine(BaseModel):
-    id: str
-    custom_id: str | None
-    response: Response | None
-    error: LineErrorBody | None
-
+class JsonLine(BaseModel):
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode("utf-8") + b"\n"
+
+
+class OutputLine(JsonLine):
+    id: str
+    custom_id: str
+    response: Response | None
+    error: LineErrorBody | None

@@ -31,7 +31,7 @@ class RangeJob:
     input_size: int
     chunk_lines: int
     window: int
-    model: str  # model name written into bodies
+    models: tuple[str, ...]  # the served model names; the first is written into bodies by default
     batch_id: str | None = None
     created: int | None = None
     tmp_dir: str | None = None
@@ -45,6 +45,7 @@ class RangeResult:
     total: ChunkStats
     this_attempt: ChunkStats
     elapsed_s: float
+    serving_s: float = 0.0  # elapsed_s without the model load: what the rates are over
 
 
 def input_size(url: str) -> int:
@@ -60,7 +61,7 @@ def open_checkpoint(job: RangeJob) -> BatchIdentity:
     old = existing.identity if existing else None
     batch_id = job.batch_id or (old.batch_id if old else None)
     created = job.created if job.created is not None else (old.created if old else None)
-    ident = BatchIdentity.new(job.model, batch_id, created)
+    ident = BatchIdentity.new(job.models[0], batch_id, created)
     wanted = RunManifest(input_url=job.input_url, input_size=job.input_size, start=job.start, end=job.end,
                          chunk_lines=job.chunk_lines, engine=job.engine, identity=ident)
     if existing == wanted:
@@ -81,17 +82,21 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine]) -> RangeResult:
     done = list(checkpoint.iter_metas(job.prefix))
     resume_at = done[-1].end_offset if done else job.start
     this_attempt = ChunkStats()
+    serving_s = 0.0
     # A range inside one long line has no line of its own: no model to load for it.
     if has_line_start(job.input_url, resume_at, job.end):
         log.info("run.start", input=storage.parse_url(job.input_url).safe, start=job.start, end=job.end,
                  resume_at=resume_at, chunks_done=len(done))
-        _serve(job, ident, load_engine(), resume_at, len(done), this_attempt)
+        engine = load_engine()
+        t_serve = time.monotonic()
+        _serve(job, ident, engine, resume_at, len(done), this_attempt)
+        serving_s = time.monotonic() - t_serve
     metas = list(checkpoint.iter_metas(job.prefix))
     total = ChunkStats()
     for meta in metas:
         total.merge(meta.stats)
     chunks = [ChunkRef(storage.join(job.prefix, checkpoint.chunk_name(m.index)), m) for m in metas]
-    return RangeResult(chunks, total, this_attempt, time.monotonic() - t0)
+    return RangeResult(chunks, total, this_attempt, time.monotonic() - t0, serving_s)
 
 
 def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, first_chunk: int,
@@ -108,7 +113,8 @@ def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, 
         bar.set_postfix(done=stats.lines, tok_s=f"{rate:.1f}", refresh=False)
 
     try:
-        run_pipeline(iter_lines(job.input_url, resume_at, job.end), engine, ident, writer, job.window, on_result)
+        run_pipeline(iter_lines(job.input_url, resume_at, job.end), engine, ident, writer, job.window, on_result,
+                     job.models)
         writer.flush()
     except storage.StorageError as exc:
         writer.abort()

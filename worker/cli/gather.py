@@ -13,8 +13,10 @@ from worker.batch import checkpoint
 from worker.batch.assemble import ChunkRef, assemble
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
-from worker.batch.summary import Summary
-from worker.cli.run_shard import ENV_TERMINATION_LOG, _write_termination_message, shard_prefix
+from worker.batch.staging import shard_prefix, shard_summary_url
+from worker.batch.summary import Summary, write_termination_message
+from worker.cli.run_batch import add_error_file_flag
+from worker.cli.run_shard import ENV_TERMINATION_LOG
 from worker.logs import get_logger
 
 HELP = "Concatenate finished shards from staging into the output URL"
@@ -25,6 +27,7 @@ class GatherFlags(BaseModel):
     staging_url: str
     num_shards: int = Field(ge=1)
     output_file: str
+    error_file: str | None = None
     output_tmp_dir: str | None = None
     summary_file: str | None = None
     termination_message_path: str | None = None
@@ -36,6 +39,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
                         help="output JSONL: path, http(s):// (PUT) or s3://")
     parser.add_argument("--output-tmp-dir", help="local directory for the file before an HTTP upload")
+    add_error_file_flag(parser)
     parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
 
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 def shard_chunks(staging_url: str, index: int) -> list[ChunkRef]:
     """The chunks of a finished shard; refuses a shard without summary.json."""
     prefix = shard_prefix(staging_url, index)
-    summary_url = storage.join(prefix, "summary.json")
+    summary_url = shard_summary_url(staging_url, index)
     if not storage.exists(summary_url):
         raise BatchRunError(f"shard {index} is not finished: {summary_url} is missing")
     expected = Summary.model_validate_json(storage.read_bytes(summary_url)).chunks
@@ -70,7 +74,7 @@ def gather(flags: GatherFlags) -> Summary:
     t0 = time.monotonic()
     try:
         chunks = [c for i in range(flags.num_shards) for c in shard_chunks(flags.staging_url, i)]
-        total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir)
+        total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
     except storage.StorageError as exc:
         raise BatchRunError(f"gather failed: {exc}") from None
     log.info("gather.done", output=storage.parse_url(flags.output_file).safe, chunks=len(chunks), **copy_stats)
@@ -78,5 +82,5 @@ def gather(flags: GatherFlags) -> Summary:
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
     if flags.termination_message_path:
-        _write_termination_message(flags.termination_message_path, summary.termination_message())
+        write_termination_message(flags.termination_message_path, summary.termination_message())
     return summary

@@ -12,17 +12,17 @@ from pydantic import BaseModel, Field, model_validator
 from worker import storage
 from worker.batch.engine_loader import engine_loader
 from worker.batch.errors import BatchRunError
-from worker.batch.flags import engine_fingerprint, validated
+from worker.batch.flags import engine_args, engine_fingerprint, validated
 from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
-from worker.batch.summary import Summary
-from worker.cli.run_batch import add_run_flags, window
-from worker.logs import get_logger
+from worker.batch.staging import shard_prefix, shard_summary_url
+from worker.batch.summary import Summary, write_termination_message
+from worker.cli.run_batch import add_run_flags, served_models, window
+from worker.engine.engine_args import EngineArgs
 
 HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
 # The operator sets this to the container's terminationMessagePath.
 ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
-log = get_logger(__name__)
 
 
 class RunShardFlags(BaseModel):
@@ -33,7 +33,7 @@ class RunShardFlags(BaseModel):
     num_shards: int = Field(ge=1)
     batch_id: str
     created: int = Field(ge=0)
-    served_model_name: str | None = None
+    served_model_name: list[str] | None = None
     chunk_lines: int = Field(1000, ge=1)
     max_in_flight: int | None = Field(None, ge=1)
     model_cache_dir: str | None = None
@@ -59,10 +59,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_run_flags(parser)
 
 
-def shard_prefix(staging_url: str, index: int) -> str:
-    return storage.join(staging_url, "shards", f"{index:05d}")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.shard_index is None:
         args.shard_index = os.environ.get("JOB_COMPLETION_INDEX")
@@ -70,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         args.termination_message_path = os.environ.get(ENV_TERMINATION_LOG, "/dev/termination-log")
     try:
         flags = validated(RunShardFlags, args)
-        summary = _run(args, flags)
+        summary = _run(flags, engine_args(args, flags.model))  # the engine's arguments, built once
     except (BatchRunError, storage.StorageError) as exc:  # e.g. staging unreachable
         print(f"worker run-shard: error: {exc}", file=sys.stderr)
         return 1
@@ -78,34 +74,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, flags: RunShardFlags) -> Summary:
+def _run(flags: RunShardFlags, engine: EngineArgs) -> Summary:
     structlog.contextvars.bind_contextvars(shard_index=flags.shard_index, num_shards=flags.num_shards)
     prefix = shard_prefix(flags.staging_url, flags.shard_index)
-    summary_url = storage.join(prefix, "summary.json")
+    summary_url = shard_summary_url(flags.staging_url, flags.shard_index)
     if storage.exists(summary_url):  # finished before (a retried pod): report it again
         summary = Summary.model_validate_json(storage.read_bytes(summary_url))
     else:
-        summary = _serve(args, flags, prefix)
+        summary = _serve(flags, engine, prefix)
         storage.write_bytes(summary_url, summary.to_json())
-    _write_termination_message(flags.termination_message_path, summary.termination_message())
+    write_termination_message(flags.termination_message_path, summary.termination_message())
     return summary
 
 
-def _serve(args: argparse.Namespace, flags: RunShardFlags, prefix: str) -> Summary:
+def _serve(flags: RunShardFlags, engine: EngineArgs, prefix: str) -> Summary:
     size = input_size(flags.input_file)
     start, end = shard_range(size, flags.shard_index, flags.num_shards)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=start, end=end, input_size=size,
-                   chunk_lines=flags.chunk_lines, window=window(args, flags.max_in_flight),
-                   model=flags.served_model_name or flags.model, batch_id=flags.batch_id,
-                   created=flags.created, progress=flags.progress, engine=engine_fingerprint(args, flags.model))
-    result = run_range(job, engine_loader(args, flags.model, flags.model_cache_dir))
-    return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks),
+                   chunk_lines=flags.chunk_lines, window=window(engine, flags.max_in_flight),
+                   models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
+                   created=flags.created, progress=flags.progress, engine=engine_fingerprint(engine))
+    result = run_range(job, engine_loader(engine, flags.model_cache_dir))
+    return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks), result.serving_s,
                          shard_index=flags.shard_index, num_shards=flags.num_shards)
-
-
-def _write_termination_message(path: str, data: bytes) -> None:
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as exc:  # not in a pod (or no such mount): the summary is in staging anyway
-        log.warning("termination_message.skipped", path=path, error=exc.strerror)

@@ -4,7 +4,7 @@ A block is registered under a chained hash (hash of its parent block's hash and 
 ids) as soon as a step is SCHEDULED that fills it (the vLLM v1 way), so a sequence admitted
 later in the same step already reuses it. That is safe because the block's K/V are written in
 that same forward pass before any attention reads them (every layer of
-worker/models/ernie4_5.py calls write_kv for all tokens of the flat batch, then
+worker/models/decoder.py calls write_kv for all tokens of the flat batch, then
 paged_attention), and every scheduled step runs: after it, every registered block is
 computed. A freed cached block keeps its hash in an LRU free list and can still be hit until
 it is handed out again; handing it out drops the stale hash. Blocks without a hash are handed

@@ -13,7 +13,7 @@ from kernels import get_backend
 from worker.engine.input_batch import InputBatch
 from worker.logs import get_logger
 from worker.models.config import ModelConfig
-from worker.models.ernie4_5 import AttentionInputs, Ernie4_5ForCausalLM
+from worker.models.decoder import AttentionInputs, DecoderForCausalLM
 from worker.models.weight_loader import load_weights
 from worker.platform import Platform, paddle
 
@@ -104,7 +104,7 @@ class ModelRunner:
         self.config = ModelConfig.from_pretrained(model_dir)
         self.backend = get_backend(attention_backend, platform)
         weights = load_weights(model_dir, self.config)
-        self.model = Ernie4_5ForCausalLM(self.config, weights, self.backend, platform.dtype)
+        self.model = DecoderForCausalLM(self.config, weights, self.backend, platform.dtype)
         if num_blocks is None:
             num_blocks = compute_num_blocks(self.config, platform, block_size,
                                             kv_cache_memory_bytes, gpu_memory_utilization)

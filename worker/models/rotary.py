@@ -13,7 +13,7 @@ import numpy as np
 
 from worker.platform import paddle
 
-_C = paddle._C_ops  # the hot path skips the Python wrappers (see ernie4_5.py)
+_C = paddle._C_ops  # the hot path skips the Python wrappers (see decoder.py)
 
 
 def inv_frequencies(head_dim: int, theta: float) -> np.ndarray:

@@ -13,7 +13,7 @@ log = get_logger(__name__)
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("BATCHINFER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "batchinfer")
+    root = os.environ.get("BATCHINFER_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "batchinfer")
     return Path(root) / "models"
 
 

@@ -1,4 +1,5 @@
-"""The decoder: ERNIE 4.5 dense, and the Llama/Qwen2 family through the same code.
+"""The one decoder that runs ERNIE 4.5 dense, Llama, Mistral and Qwen2 (config.py maps each
+architecture's settings onto it).
 
 embed -> N x (RMSNorm, attention with RoPE + GQA through the kernels seam into the paged KV
 cache, RMSNorm, SwiGLU MLP) -> norm -> LM head on the sampled rows only.
@@ -81,7 +82,9 @@ class _Layer:
         self.down_weight = t(w.down_weight)
 
 
-class Ernie4_5ForCausalLM:
+class DecoderForCausalLM:
+    """ERNIE 4.5 dense, Llama, Mistral and Qwen2: one pre-norm RoPE + GQA + SwiGLU decoder."""
+
     def __init__(self, config: ModelConfig, weights: ModelWeights, backend: AttentionBackend, dtype: str):
         self.config, self.backend, self.dtype = config, backend, dtype
         self.embed = paddle.to_tensor(weights.embed).astype(dtype)

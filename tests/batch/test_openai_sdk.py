@@ -1,0 +1,68 @@
+"""A run covering chat and completions, every request written with the openai SDK's request
+types (every optional field an explicit null unless set), every body validated (strict) as
+the SDK's ChatCompletion / Completion."""
+
+import json
+
+from openai.types import Completion
+from openai.types.chat import ChatCompletion
+from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming as ChatCreateParams
+from openai.types.completion_create_params import CompletionCreateParamsNonStreaming as CompletionCreateParams
+
+from tests.batch.conftest import ENGINE_FLAGS, FIXED, read_jsonl, worker_cli
+
+
+def _all_null(params_type) -> dict:
+    return dict.fromkeys(params_type.__required_keys__ | params_type.__optional_keys__)
+
+
+def _line(cid: str, chat: bool, **body) -> str:
+    base = _all_null(ChatCreateParams if chat else CompletionCreateParams) | {"model": "tiny"}
+    url = "/v1/chat/completions" if chat else "/v1/completions"
+    return json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": base | body})
+
+
+def _messages(text: str) -> list[dict]:
+    return [{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": text}]
+
+
+LINES = [
+    _line("chat-n2", True, messages=_messages("Hello"), n=2, seed=1, max_completion_tokens=5,
+          logprobs=True, top_logprobs=3),
+    _line("chat-stop", True, messages=_messages("Count"), temperature=0, stop=["\n", "."], max_tokens=8),
+    _line("chat-length", True, messages=_messages("Talk"), temperature=0, max_tokens=2, ignore_eos=True),
+    _line("cmpl-list", False, prompt=["Once upon"], n=2, seed=2, max_tokens=3),
+    _line("cmpl-echo", False, prompt="Once upon", temperature=0, max_tokens=3, echo=True),
+    _line("cmpl-logprobs", False, prompt="Once upon", temperature=0, max_tokens=3, logprobs=2),
+    _line("cmpl-ids", False, prompt=[[5, 6, 7]], temperature=0, max_tokens=3, echo=True),
+]
+
+
+def test_every_body_is_the_sdks_type(tmp_path, tiny_model):
+    (tmp_path / "in.jsonl").write_text("\n".join(LINES) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert worker_cli("run-batch", "-i", tmp_path / "in.jsonl", "-o", out, "--model", tiny_model,
+                      "--served-model-name", "tiny", *ENGINE_FLAGS, *FIXED) == 0
+    got = {x["custom_id"]: x for x in read_jsonl(out)}
+    assert list(got) == [json.loads(x)["custom_id"] for x in LINES]
+    assert all(x["error"] is None and x["response"]["status_code"] == 200 for x in got.values())
+    chats = {k: ChatCompletion.model_validate(v["response"]["body"], strict=True)
+             for k, v in got.items() if k.startswith("chat")}
+    cmpls = {k: Completion.model_validate(v["response"]["body"], strict=True)
+             for k, v in got.items() if k.startswith("cmpl")}
+    n2 = chats["chat-n2"]
+    assert [c.index for c in n2.choices] == [0, 1]
+    assert all(len(t.top_logprobs) == 3 for c in n2.choices for t in c.logprobs.content)
+    assert chats["chat-length"].choices[0].finish_reason == "length"
+    assert not any(s in chats["chat-stop"].choices[0].message.content for s in ("\n", "."))
+    assert [c.index for c in cmpls["cmpl-list"].choices] == [0, 1]
+    assert cmpls["cmpl-echo"].choices[0].text.startswith("Once upon")
+    lp = cmpls["cmpl-logprobs"].choices[0].logprobs
+    assert len(lp.tokens) == 3 and all(len(top) == 2 for top in lp.top_logprobs)
+    # the tokens spell the text (then the end-of-sequence token, which the text leaves out)
+    assert "".join(lp.tokens).startswith(cmpls["cmpl-logprobs"].choices[0].text)
+    assert lp.text_offset == [len("".join(lp.tokens[:i])) for i in range(3)]
+    ids = cmpls["cmpl-ids"]
+    assert ids.usage.prompt_tokens == 3 and len(ids.choices[0].text) > 0  # echo of token ids: their text
+    assert {b.model for b in [*chats.values(), *cmpls.values()]} == {"tiny"}
