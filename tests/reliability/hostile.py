@@ -17,7 +17,9 @@ def nested(depth: int) -> bytes:
         b"[" * depth + b"]" * depth + b"}}"
 
 
-# (name, line, expected error code or None when served)
+# Blank and whitespace-only lines are not requests: they yield no output line (FastDeploy, vLLM).
+BLANK = "no output line"
+# (name, line, expected error code, None when served, or BLANK)
 LINES: list[tuple[str, bytes, str | None]] = [
     ("plain", req("ok-1"), None),
     ("invalid utf-8", b'{"custom_id": "u\xff\xfe", "method": "POST"}', "invalid_utf8"),
@@ -27,8 +29,8 @@ LINES: list[tuple[str, bytes, str | None]] = [
     ("nested 200 deep (fine)", nested(200).replace(b'"deep"', b'"deep-ok"'), None),
     ("byte-order mark", b"\xef\xbb\xbf" + req("bom"), None),
     ("CR before LF", req("crlf") + b"\r", None),
-    ("blank", b"", "empty_line"),
-    ("only spaces and CR", b"  \t \r", "empty_line"),
+    ("blank", b"", BLANK),
+    ("only spaces and CR", b"  \t \r", BLANK),
     ("NaN", req("nan").replace(b'"temperature": 0', b'"temperature": NaN'), "invalid_json"),
     ("Infinity", req("inf").replace(b'"temperature": 0', b'"temperature": -Infinity'), "invalid_json"),
     ("1e999", req("big-float").replace(b'"temperature": 0', b'"temperature": 1e999'), "invalid_json"),
@@ -51,7 +53,8 @@ LINES: list[tuple[str, bytes, str | None]] = [
     # numeric strings are numbers to pydantic, as in FastDeploy's own request models
     ("temperature a numeric string", req("t-num-str", {"temperature": "0"}), None),
     ("temperature negative", req("t-neg", {"temperature": -1}), "invalid_sampling_params"),
-    ("unknown fields", req("unknown", {"frobnicate": {"a": [1]}, "model": "gpt-9"}, extra_top="x"), None),
+    ("unknown fields", req("unknown", {"frobnicate": {"a": [1]}}, extra_top="x"), None),
+    ("a model not served", req("gpt-9", {"model": "gpt-9"}), "model_not_found"),
     ("n 1000", req("n-1000", {"n": 1000, "max_tokens": 1}, chat=False), None),
     ("n 0", req("n-0", {"n": 0}), "invalid_sampling_params"),
     ("n a float", req("n-float", {"n": 2.5}), "invalid_body"),
@@ -63,7 +66,7 @@ LINES: list[tuple[str, bytes, str | None]] = [
     ("truncated", req("trunc")[:-7], "invalid_json"),
     ("method GET", req("get", method="GET"), "invalid_method"),
     ("url embeddings", req("emb", url="/v1/embeddings"), "unknown_url"),
-    ("stream true", req("stream", {"stream": True}), "invalid_body"),
+    ("stream true", req("stream", {"stream": True}), "unsupported_field"),
     ("NUL bytes", b"\x00\x00\x00", "invalid_json"),
     ("duplicate of plain", req("ok-1"), "duplicate_custom_id"),
     ("plain last", req("ok-2", chat=False), None),
