@@ -51,6 +51,7 @@ def run_values(cr: dict[str, Any], spec: BatchInferenceSpec, settings: OperatorS
         model=spec.model,
         batch_id=batch_id(meta["uid"]),
         created=created_unix(meta["creationTimestamp"]),
+        error_url=spec.output.error_url,
     )
 
 

@@ -20,6 +20,11 @@ class Location(SpecModel):
     url: str = Field(min_length=1, max_length=2048)
 
 
+class Output(Location):
+    error_url: str | None = Field(None, min_length=1, max_length=2048,
+                                  description="rejected lines go here (OpenAI's error file); else inline")
+
+
 class Credentials(SpecModel):
     # Mounted into every worker pod as environment (envFrom); the operator never reads it.
     secret_name: str = Field(min_length=1, max_length=253)
@@ -88,7 +93,7 @@ class Retries(SpecModel):
 class BatchInferenceSpec(SpecModel):
     model: str = Field(min_length=1, max_length=2048, description="s3:// URI, or a path in the image or a mounted volume")
     input: Location
-    output: Location
+    output: Output
     staging: Location | None = None
     credentials: Credentials | None = None
     shards: int = Field(1, ge=1, le=10000)

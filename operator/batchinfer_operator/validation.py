@@ -35,6 +35,8 @@ def validate_spec(raw: Any, settings: OperatorSettings) -> BatchInferenceSpec:
     try:
         check_url("input.url", spec.input.url, schemes, mounts, allowed_hosts=hosts)
         check_url("output.url", spec.output.url, schemes, mounts, allowed_hosts=hosts)
+        if spec.output.error_url is not None:
+            check_url("output.errorUrl", spec.output.error_url, schemes, mounts, allowed_hosts=hosts)
         if spec.staging is not None:
             check_url("staging.url", spec.staging.url, schemes, mounts, allowed_hosts=hosts)
         check_url("model", spec.model, schemes, mounts, image_paths_ok=True, allowed_hosts=hosts)

@@ -16,6 +16,7 @@ FLAG_NUM_SHARDS = "--num-shards"
 FLAG_MODEL = "--model"
 FLAG_BATCH_ID = "--batch-id"
 FLAG_CREATED = "--created"
+FLAG_ERROR_FILE = "--error-file"
 ENGINE_FLAGS = {
     "max_model_len": "--max-model-len",
     "max_num_seqs": "--max-num-seqs",
@@ -45,6 +46,7 @@ class RunValues(BaseModel):
     model: str
     batch_id: str
     created: int
+    error_url: str | None = None  # rejected lines go here, in OpenAI's error-file shape
 
 
 def engine_args(engine: EngineSpec) -> list[str]:
@@ -77,4 +79,5 @@ def gather_command(run: RunValues) -> list[str]:
         FLAG_STAGING, run.staging_url,
         FLAG_NUM_SHARDS, str(run.num_shards),
         FLAG_OUTPUT, run.output_url,
+        *([FLAG_ERROR_FILE, run.error_url] if run.error_url else []),
     ]

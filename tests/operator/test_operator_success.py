@@ -97,3 +97,33 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
     assert status["shardsDisplay"] == "3/3" and status["completionTime"] and status["startTime"]
     assert cluster.jobs_created() == ["ok-gather", "ok-shards"]
     assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(cluster.reasons("ok"))
+
+
+def test_output_error_url_gets_the_rejected_lines_in_openais_shape(
+    cluster: Cluster, http_server: Any, s3_server: Any, tiny_model: Path,
+) -> None:
+    """output.errorUrl: the gather publishes the served lines to the output and the rejected ones
+    to the error file, in input order; served + rejected == requests."""
+    from tests.reliability.operator_run import BAD_LINE, put_input, run_spec, served_line
+
+    cluster.kube.create("/api/v1/namespaces/{ns}/secrets", s3_secret(s3_server))
+    from tests.reliability.hostile import req
+
+    put_input(http_server, "e", [served_line("a"), BAD_LINE, req("emb", url="/v1/embeddings"), served_line("c")])
+    spec = run_spec(cluster, http_server, s3_server, tiny_model, "e", shards=2)
+    spec["output"]["errorUrl"] = http_server.url("e.errors.jsonl")
+    cluster.operator.start()
+    cluster.create_cr("e", **spec)
+    status = cluster.wait_phase("e", {"Succeeded", "Failed"}, timeout=300)
+    assert status["phase"] == "Succeeded", status
+    assert "--error-file" in cluster.job("e-gather")["spec"]["template"]["spec"]["containers"][0]["command"]
+    served = [json.loads(x) for x in http_server.store.files["/e.out.jsonl"].splitlines()]
+    rejected = [json.loads(x) for x in http_server.store.files["/e.errors.jsonl"].splitlines()]
+    assert [x["custom_id"] for x in served] == ["a", "c"] and all(x["error"] is None for x in served)
+    not_json, not_served = rejected
+    # A line that never became a request: a top-level error; a refused request: an HTTP response.
+    assert not_json["response"] is None and not_json["error"]["code"] == "invalid_json"
+    assert not_served["custom_id"] == "emb" and not_served["error"] is None
+    assert not_served["response"]["status_code"] == 400
+    assert not_served["response"]["body"]["error"]["code"] == "unknown_url"
+    assert status["requestCounts"]["total"] == 4 == len(served) + len(rejected)

@@ -27,4 +27,5 @@ def test_run_shard_accepts_every_flag_we_pass() -> None:
 
 def test_gather_accepts_every_flag_we_pass() -> None:
     text = help_text(wc.GATHER)
-    assert [f for f in (wc.FLAG_STAGING, wc.FLAG_NUM_SHARDS, wc.FLAG_OUTPUT) if f not in text] == []
+    flags = (wc.FLAG_STAGING, wc.FLAG_NUM_SHARDS, wc.FLAG_OUTPUT, wc.FLAG_ERROR_FILE)
+    assert [f for f in flags if f not in text] == []
