@@ -101,6 +101,37 @@ def test_gather_refuses_unfinished_shards(batch, tiny_model, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_gather_refuses_staging_that_does_not_cover_the_input(batch, tiny_model, tmp_path, capsys):
+    """Staged as 3 shards, gathered as 2 (a shard count changed mid-run): refused, nothing published."""
+    staging = str(tmp_path / "staging")
+    for i in range(3):
+        assert _shard(batch, staging, i, 3, tiny_model, tmp_path) == 0
+    assert worker_cli("gather", "--staging", staging, "--num-shards", 2, "--output", tmp_path / "o") == 1
+    assert ("staging does not cover the input: shard 0 was staged as shard 0 of 3, gather was asked for 2 shard(s)"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+    assert _shard(batch, staging, 1, 2, tiny_model, tmp_path) == 1  # nor re-reported under another count
+    assert "the shard count changed mid-run" in capsys.readouterr().err
+
+
+def test_coverage_needs_contiguous_ranges_of_one_input() -> None:
+    from worker.batch.errors import BatchRunError
+    from worker.cli.gather import check_coverage
+    from worker.batch.summary import Summary
+
+    def part(i: int, start: int, end: int, size: int = 100) -> Summary:
+        return Summary(requests=0, served=0, failed={}, prompt_tokens=0, completion_tokens=0, cached_tokens=0,
+                       elapsed_s=0, requests_per_s=0, completion_tokens_per_s=0, shard_index=i, num_shards=2,
+                       byte_start=start, byte_end=end, input_bytes=size)
+
+    check_coverage([part(0, 0, 50), part(1, 50, 100)])
+    for bad, why in [([part(0, 0, 40), part(1, 50, 100)], "expected to start at byte 40"),
+                     ([part(0, 0, 50), part(1, 50, 90)], "the shards end at byte 90 of 100"),
+                     ([part(0, 0, 50), part(1, 50, 120, size=120)], "of 120, expected to start at byte 50 of 100")]:
+        with pytest.raises(BatchRunError, match=why):
+            check_coverage(bad)
+
+
 def test_shard_index_from_job_completion_index(batch, tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
     monkeypatch.setenv("BATCHINFER_TERMINATION_LOG", str(tmp_path / "t"))  # as the operator's pods

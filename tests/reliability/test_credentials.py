@@ -5,7 +5,6 @@ faults and on permanent failure. And the operator's URL policy refuses what a CR
 
 import base64
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -26,6 +26,11 @@ class Summary(BaseModel):
     chunks: int = 0
     shard_index: int | None = None
     num_shards: int | None = None
+    # The input bytes a shard covered, [byte_start, byte_end) of input_bytes: gather checks
+    # that the staged shards cover the whole input, exactly.
+    byte_start: int | None = None
+    byte_end: int | None = None
+    input_bytes: int | None = None
 
     @classmethod
     def build(cls, total: ChunkStats, this_attempt: ChunkStats | None, elapsed_s: float, chunks: int,

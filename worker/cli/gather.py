@@ -56,24 +56,50 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def shard_chunks(staging_url: str, index: int) -> list[ChunkRef]:
-    """The chunks of a finished shard; refuses a shard without summary.json."""
-    prefix = shard_prefix(staging_url, index)
+def shard_summary(staging_url: str, index: int) -> Summary:
+    """A finished shard's summary; refuses a shard without summary.json."""
     summary_url = shard_summary_url(staging_url, index)
     if not storage.exists(summary_url):
         raise BatchRunError(f"shard {index} is not finished: {summary_url} is missing")
-    expected = Summary.model_validate_json(storage.read_bytes(summary_url)).chunks
+    return Summary.model_validate_json(storage.read_bytes(summary_url))
+
+
+def check_coverage(summaries: list[Summary]) -> None:
+    """The staged shards must cover the input's bytes exactly, one after another: a shard count
+    changed under a run would otherwise publish an output missing lines."""
+    n = len(summaries)
+    for i, s in enumerate(summaries):
+        if s.num_shards != n or s.shard_index != i:
+            raise BatchRunError(f"staging does not cover the input: shard {i} was staged as shard {s.shard_index} "
+                                f"of {s.num_shards}, gather was asked for {n} shard(s)")
+    ranges = [(s.byte_start, s.byte_end, s.input_bytes) for s in summaries]
+    if any(None in r for r in ranges):
+        return  # staged before the summaries recorded their byte ranges
+    size, at = ranges[0][2], 0
+    for i, (start, end, input_bytes) in enumerate(ranges):
+        if start != at or input_bytes != size:
+            raise BatchRunError(f"staging does not cover the input: shard {i} covers bytes [{start}, {end}) of "
+                                f"{input_bytes}, expected to start at byte {at} of {size}")
+        at = end
+    if at != size:
+        raise BatchRunError(f"staging does not cover the input: the shards end at byte {at} of {size}")
+
+
+def shard_chunks(staging_url: str, index: int, summary: Summary) -> list[ChunkRef]:
+    prefix = shard_prefix(staging_url, index)
     chunks = [ChunkRef(storage.join(prefix, checkpoint.chunk_name(m.index)), m)
               for m in checkpoint.iter_metas(prefix)]
-    if len(chunks) != expected:
-        raise BatchRunError(f"shard {index} has {len(chunks)} chunks in staging, its summary says {expected}")
+    if len(chunks) != summary.chunks:
+        raise BatchRunError(f"shard {index} has {len(chunks)} chunks in staging, its summary says {summary.chunks}")
     return chunks
 
 
 def gather(flags: GatherFlags) -> Summary:
     t0 = time.monotonic()
     try:
-        chunks = [c for i in range(flags.num_shards) for c in shard_chunks(flags.staging_url, i)]
+        summaries = [shard_summary(flags.staging_url, i) for i in range(flags.num_shards)]
+        check_coverage(summaries)
+        chunks = [c for i, s in enumerate(summaries) for c in shard_chunks(flags.staging_url, i, s)]
         total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
     except storage.StorageError as exc:
         raise BatchRunError(f"gather failed: {exc}") from None

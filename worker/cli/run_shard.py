@@ -80,6 +80,9 @@ def _run(flags: RunShardFlags, engine: EngineArgs) -> Summary:
     summary_url = shard_summary_url(flags.staging_url, flags.shard_index)
     if storage.exists(summary_url):  # finished before (a retried pod): report it again
         summary = Summary.model_validate_json(storage.read_bytes(summary_url))
+        if (summary.shard_index, summary.num_shards) != (flags.shard_index, flags.num_shards):
+            raise BatchRunError(f"{summary_url} holds shard {summary.shard_index} of {summary.num_shards}, "
+                                f"not {flags.shard_index} of {flags.num_shards}: the shard count changed mid-run")
     else:
         summary = _serve(flags, engine, prefix)
         storage.write_bytes(summary_url, summary.to_json())
@@ -96,4 +99,5 @@ def _serve(flags: RunShardFlags, engine: EngineArgs, prefix: str) -> Summary:
                    created=flags.created, progress=flags.progress, engine=engine_fingerprint(engine))
     result = run_range(job, engine_loader(engine, flags.model_cache_dir))
     return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks), result.serving_s,
-                         shard_index=flags.shard_index, num_shards=flags.num_shards)
+                         shard_index=flags.shard_index, num_shards=flags.num_shards, byte_start=start,
+                         byte_end=end, input_bytes=size)
