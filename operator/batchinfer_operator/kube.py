@@ -9,7 +9,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from batchinfer_operator.names import GROUP, PLURAL, VERSION
+from batchinfer_operator.names import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 _lock = threading.Lock()
 _client: client.ApiClient | None = None
@@ -95,8 +95,7 @@ def post_event(cr: dict[str, Any], type_: str, reason: str, message: str, compon
     event = {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {"apiVersion": cr.get("apiVersion", f"{GROUP}/{VERSION}"),
-                           "kind": cr.get("kind", "BatchInference"), "name": meta["name"],
+        "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
                            "namespace": meta["namespace"], "uid": meta.get("uid")},
         "type": type_, "reason": reason, "message": message[:1000],
         "source": {"component": component}, "reportingComponent": component,

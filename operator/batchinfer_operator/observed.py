@@ -122,7 +122,8 @@ def cannot_start(pod: dict[str, Any]) -> str | None:
         waiting = (status.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in CANNOT_START:
             detail = (waiting.get("message") or "").strip()[-MAX_REASON_CHARS:]
-            return f"pod {pod['metadata']['name']} cannot start: {waiting['reason']}" + (f": {detail}" if detail else "")
+            why = f"pod {pod['metadata']['name']} cannot start: {waiting['reason']}"
+            return f"{why}: {detail}" if detail else why
     return None
 
 

@@ -47,12 +47,10 @@ def _gather_ttl(spec: BatchInferenceSpec, obs: Observed, status: BatchInferenceS
     return {job["metadata"]["name"]: ttl}
 
 
-def plan(cr: dict[str, Any], obs: Observed, run: RunValues | None, settings: OperatorSettings,
-         now: str) -> Plan:
+def plan(cr: dict[str, Any], obs: Observed, run: RunValues, settings: OperatorSettings, now: str) -> Plan:
     status = reduce_status(cr, obs, now)
     spec = obs.spec
-    if spec is None or run is None:
-        return Plan(status)
+    assert spec is not None, "an invalid spec never reaches the plan"
     create = []
     # Never recreated once all shards were done: that would run the whole batch again.
     if obs.shards_job is None and not shards_were_done(prior_status(cr)) and not status.phase.terminal:

@@ -4,7 +4,7 @@
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,9 +76,16 @@ def observe(cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues) -> Obs
     )
 
 
-def act(cr: dict[str, Any], todo: Plan, events: EventSink) -> Observed | None:
-    """Carry out the plan's writes; returns what the API server's refusal of a Job adds to the
-    observation (None when nothing was refused)."""
+@dataclass(frozen=True)
+class Refusal:
+    """The API server refused to create a Job: for good (invalid), or for now (403)."""
+
+    message: str
+    invalid: bool
+
+
+def act(cr: dict[str, Any], todo: Plan, events: EventSink) -> Refusal | None:
+    """Carry out the plan's writes; returns the API server's refusal of a Job, if any."""
     ns = cr["metadata"]["namespace"]
     for job in todo.create:
         # The builder already names the owner; adopt() adds the CR's own labels.
@@ -88,8 +95,7 @@ def act(cr: dict[str, Any], todo: Plan, events: EventSink) -> Observed | None:
         except kube.KubeError as exc:
             if exc.status not in INVALID | {403}:
                 raise  # transient: kopf retries the pass
-            why = f"the API server refused Job {job['metadata']['name']}: {exc}"
-            return Observed(spec=None, refusal=why) if exc.status in INVALID else Observed(spec=None, blocked=why)
+            return Refusal(f"the API server refused Job {job['metadata']['name']}: {exc}", exc.status in INVALID)
         if created:
             log.info("job created", job=job["metadata"]["name"])
             events(cr, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
@@ -125,7 +131,8 @@ def _status(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -
     refused = act(cr, todo, events)
     if refused is None:
         return todo.status
-    return reduce_status(cr, replace(obs, refusal=refused.refusal, blocked=refused.blocked), now_iso())
+    seen = replace(obs, refusal=refused.message) if refused.invalid else replace(obs, blocked=refused.message)
+    return reduce_status(cr, seen, now_iso())
 
 
 def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:

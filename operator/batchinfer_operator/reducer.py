@@ -6,16 +6,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from batchinfer_operator.observed import (
-    cannot_start, changed_since_built, describe_failure, failed_pods, is_quota, job_condition, parse_indexes, shard_index,
-    shard_summary, unschedulable,
+    MAX_REASON_CHARS, cannot_start, changed_since_built, describe_failure, failed_pods, is_quota,
+    job_condition, parse_indexes, shard_index, shard_summary, unschedulable,
 )
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import (
     BatchInferenceStatus, Condition, Phase, RequestCounts, ShardCounts,
 )
-
-
-MAX_MESSAGE = 500
 
 
 @dataclass(frozen=True)
@@ -115,7 +112,7 @@ def _start_failure(obs: Observed) -> str | None:
         return obs.refusal
     for job, message in sorted(obs.failed_creates.items()):
         if not is_quota(message):
-            return f"Job {job} cannot create its pods: {message[-MAX_MESSAGE:]}"
+            return f"Job {job} cannot create its pods: {message[-MAX_REASON_CHARS:]}"
     return next(filter(None, map(cannot_start, obs.shard_pods + obs.gather_pods)), None)
 
 
@@ -125,7 +122,7 @@ def waiting(obs: Observed) -> tuple[str, str] | None:
         return "Forbidden", obs.blocked
     for job, message in sorted(obs.failed_creates.items()):
         if is_quota(message):
-            return "QuotaExceeded", f"Job {job} waits for quota: {message[-MAX_MESSAGE:]}"
+            return "QuotaExceeded", f"Job {job} waits for quota: {message[-MAX_REASON_CHARS:]}"
     stuck = next(filter(None, map(unschedulable, obs.shard_pods + obs.gather_pods)), None)
     return ("Unschedulable", stuck) if stuck else None
 
@@ -166,8 +163,8 @@ def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | Non
     # A shards Job deleted mid-run is created again: the run goes on, it is not Pending anew.
     if started or (prior is not None and prior.phase is Phase.RUNNING):
         return Phase.RUNNING, f"{shards.succeeded}/{shards.total} shard(s) done, {shards.active} running"
-    waiting = int(job.get("status", {}).get("active") or 0)
-    return Phase.PENDING, f"waiting for the shard pods to start ({waiting} not running yet)"
+    not_running = int(job.get("status", {}).get("active") or 0)
+    return Phase.PENDING, f"waiting for the shard pods to start ({not_running} not running yet)"
 
 
 def _condition(

@@ -129,10 +129,8 @@ class BatchInferenceSpec(SpecModel):
     def built_from(self) -> dict[str, str]:
         """A digest of each field the Jobs and the staged shards are built from (the CRD makes
         them immutable): a Job records them, so a change slipped past the CRD is caught."""
-        fields = {"shards": self.shards, "input": self.input, "output": self.output, "model": self.model,
-                  "engine": self.engine, "staging": self.staging}
-        return {name: hashlib.sha256(json.dumps(value.model_dump(mode="json") if isinstance(value, BaseModel)
-                                                else value, sort_keys=True).encode()).hexdigest()[:16]
+        fields = self.model_dump(mode="json", include={"shards", "input", "output", "model", "engine", "staging"})
+        return {name: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
                 for name, value in fields.items()}
 
     def mount_paths(self) -> list[str]:

@@ -5,10 +5,11 @@ exist, retries, backoff, podFailurePolicy, suspend, deadlines, GC, TTL) is the r
 
 Faults are keyed by (Job name, completion index) and used up one pod at a time:
 `crash` (SIGKILL once started), `disrupt` (a DisruptionTarget condition, then killed, as a
-preemption does), `hang` (runs nothing; Running until deleted), `unpullable` (ImagePullBackOff until deleted). `budget[job] = n` binds only n more
-pods of that Job (the rest stay Pending, unscheduled); `paused` binds none. `claims[name] = dir`
-plays a bound PersistentVolumeClaim (the model, as a user would mount it); `unschedulable[job] =
-message` plays the scheduler refusing that Job's pods (PodScheduled=False)."""
+preemption does), `hang` (runs nothing; Running until deleted), `unpullable` (ImagePullBackOff
+until deleted). `budget[job] = n` binds only n more pods of that Job (the rest stay Pending,
+unscheduled); `paused` binds none. `claims[name] = dir` plays a bound PersistentVolumeClaim (the
+model, as a user would mount it); `unschedulable[job] = message` plays the scheduler refusing that
+Job's pods (PodScheduled=False)."""
 
 import base64
 import itertools
