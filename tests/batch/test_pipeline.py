@@ -138,6 +138,22 @@ def test_engine_refusals_and_faults_become_error_lines(tmp_path):
     assert results[2].line.error.message == "device fell over"
 
 
+def test_a_prompt_refused_drops_the_lines_other_prompts_from_the_engine(tmp_path):
+    path = tmp_path / "in.jsonl"
+    cmpl = "/v1/completions"
+    path.write_text("\n".join([_req("a", ["fine", "also fine", "REFUSE me"], url=cmpl),
+                               _req("b", ["one", "two"], url=cmpl, n=2)]) + "\n")
+    sink, engine = ListSink(), EngineDouble()
+    run_pipeline(iter_lines(str(path)), engine, IDENT, sink, window=4)
+    refused, served = (r for _, r in sink.lines)
+    assert (refused.error_code, refused.error_param) == ("invalid_body", "body.prompt.2")
+    assert not engine.pending  # prompts 0 and 1 of line a were aborted, not left running
+    body = served.line.response.body
+    assert [c.index for c in body.choices] == [0, 1, 2, 3]
+    assert [c.text for c in body.choices] == ["eno", "eno", "owt", "owt"]  # the double reverses
+    assert body.usage.prompt_tokens == 6
+
+
 def test_blank_lines_yield_nothing_and_derived_ids_are_no_duplicates(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text("\n  \n{broken\n\t\r\n" + _req("batchinfer-byte-4", "hi") + "\n\n")

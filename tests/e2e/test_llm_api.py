@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.conftest import random_prompts
 from worker import LLM, SamplingParams
-from worker.engine.llm_engine import PromptTooLongError
+from worker.engine.request_errors import PromptTooLongError
 from worker.tiny_model import TinyModelSpec, write_tiny_model
 
 GREEDY = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)

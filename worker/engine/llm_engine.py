@@ -17,6 +17,7 @@ from worker.engine.engine_args import EngineArgs
 from worker.engine.input_batch import build_input_batch
 from worker.engine.model_runner import ModelRunner
 from worker.engine.prompt_logprobs import record_prompt_logprobs
+from worker.engine.request_errors import InvalidRequestError, PromptTooLongError
 from worker.engine.sampler import Sampler
 from worker.engine.scheduler import Scheduler, SchedulerConfig
 from worker.engine.sequence import Sequence
@@ -27,15 +28,6 @@ from worker.sampling_params import SamplingParams
 from worker.tokenizer import Tokenizer
 
 log = get_logger(__name__)
-
-
-class InvalidRequestError(ValueError):
-    """A request the engine cannot serve (empty prompt, unknown token ids, ...)."""
-
-
-class PromptTooLongError(InvalidRequestError):
-    """The prompt leaves no room for one output token in max_model_len. The one place the
-    prompt's length is checked: LLM and run-batch both add requests here."""
 
 
 @dataclass
