@@ -133,3 +133,18 @@ def test_echo_logprobs_cover_the_prompt(tmp_path, tiny_model):
     ids = cmpls["cmpl-echo-ids-logprobs"].choices[0].logprobs
     assert len(ids.tokens) == 3 + 2 and ids.token_logprobs[0] is None
     assert ids.top_logprobs[1:] == [{}] * 4  # logprobs 0: none beside the token's own
+
+
+def test_a_prompt_too_long_fails_its_whole_line_by_index(tmp_path, tiny_model):
+    lines = [_line("too-long", False, prompt=["Once upon", "Hi", "word " * 300], max_tokens=2),
+             _line("after", False, prompt=["Once upon", "Hi"], temperature=0, max_tokens=2)]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    assert worker_cli("run-batch", "-i", tmp_path / "in.jsonl", "-o", out, "--error-file", errors,
+                      "--model", tiny_model, "--served-model-name", "tiny", *ENGINE_FLAGS, *FIXED) == 0
+    (rejected,) = read_jsonl(errors)
+    error = rejected["response"]["body"]["error"]
+    assert (error["code"], error["param"]) == ("prompt_too_long", "body.prompt.2")
+    assert error["message"].startswith("line 1: body.prompt.2: prompt has ")
+    (served,) = read_jsonl(out)  # the line's first two prompts were dropped from the engine
+    assert len(Completion.model_validate(served["response"]["body"], strict=True).choices) == 2
