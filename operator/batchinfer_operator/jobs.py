@@ -4,12 +4,13 @@ import json
 from typing import Any
 
 from batchinfer_operator.names import (
-    ANNOTATION_BUILT_FROM, API_VERSION, KIND, LABEL_KUEUE_QUEUE, ROLE_GATHER, ROLE_SHARDS,
+    ANNOTATION_BUILT_FROM, ANNOTATION_STOP_REASON, API_VERSION, KIND, LABEL_KUEUE_QUEUE, ROLE_GATHER, ROLE_SHARDS,
     gather_job_name, run_labels, shards_job_name,
 )
 from batchinfer_operator.pod_template import GATHER_RESOURCES, pod_template
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
+from batchinfer_operator.stopping import CLOSING_CODE, StopReason
 from batchinfer_operator.worker_command import RunValues, gather_command, run_shard_command
 
 # Preemption, eviction and node drains are not the worker's fault: they never use up retries.
@@ -39,10 +40,11 @@ def _labels(cr: dict[str, Any], spec: BatchInferenceSpec, role: str) -> dict[str
     return labels
 
 
-def _job(cr: dict[str, Any], spec: BatchInferenceSpec, name: str, role: str, job_spec: dict) -> dict[str, Any]:
+def _job(cr: dict[str, Any], spec: BatchInferenceSpec, name: str, role: str, job_spec: dict,
+         annotations: dict[str, str] | None = None, suspend: bool | None = None) -> dict[str, Any]:
     meta = cr["metadata"]
     # Under Kueue the Job starts suspended and Kueue admits it; otherwise it follows spec.suspend.
-    job_spec["suspend"] = spec.suspend or bool(spec.queue_name)
+    job_spec["suspend"] = (spec.suspend if suspend is None else suspend) or bool(spec.queue_name)
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     return {
@@ -52,7 +54,8 @@ def _job(cr: dict[str, Any], spec: BatchInferenceSpec, name: str, role: str, job
             "name": name,
             "namespace": meta["namespace"],
             "labels": _labels(cr, spec, role),
-            "annotations": {ANNOTATION_BUILT_FROM: json.dumps(spec.built_from(), sort_keys=True)},
+            "annotations": {ANNOTATION_BUILT_FROM: json.dumps(spec.built_from(), sort_keys=True),
+                            **(annotations or {})},
             "ownerReferences": [owner_reference(cr)],
         },
         "spec": job_spec,
@@ -80,10 +83,13 @@ def shards_job(
 
 
 def gather_job(
-    cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues, settings: OperatorSettings
+    cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues, settings: OperatorSettings,
+    stop: StopReason | None = None,
 ) -> dict[str, Any]:
+    """stop: the run stopped early; the gather also closes what the shards did not finish."""
+    closing = CLOSING_CODE[stop] if stop else None
     template = pod_template(
-        spec, settings, _labels(cr, spec, ROLE_GATHER), gather_command(run), GATHER_RESOURCES
+        spec, settings, _labels(cr, spec, ROLE_GATHER), gather_command(run, closing), GATHER_RESOURCES
     )
     job_spec = {
         "completions": 1,
@@ -95,4 +101,8 @@ def gather_job(
     }
     # Only the gather Job expires, and only once the run's status records it (plan.py sets the
     # TTL then). The shards Job is the record of finished shards; it goes with the CR.
-    return _job(cr, spec, gather_job_name(cr["metadata"]["name"]), ROLE_GATHER, job_spec)
+    if stop is None:
+        return _job(cr, spec, gather_job_name(cr["metadata"]["name"]), ROLE_GATHER, job_spec)
+    # A stopped run publishes even while suspended: a cancel means "give me what you have".
+    return _job(cr, spec, gather_job_name(cr["metadata"]["name"]), ROLE_GATHER, job_spec,
+                {ANNOTATION_STOP_REASON: stop}, suspend=False)

@@ -16,6 +16,8 @@ ANNOTATION_COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 # On each Job: digests of the spec fields it was built from (BatchInferenceSpec.built_from).
 ANNOTATION_BUILT_FROM = "batchinfer.io/built-from"
+# On the gather Job of a run stopped early: why (the stop survives a lost status write).
+ANNOTATION_STOP_REASON = "batchinfer.io/stop-reason"
 
 ROLE_SHARDS = "shards"
 ROLE_GATHER = "gather"

@@ -50,6 +50,11 @@ def terminated_state(pod: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def is_live(pod: dict[str, Any]) -> bool:
+    """Not yet terminal: it may still be writing to staging."""
+    return pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+
+
 def is_disrupted(pod: dict[str, Any]) -> bool:
     return any(
         c.get("type") == "DisruptionTarget" and c.get("status") == "True"

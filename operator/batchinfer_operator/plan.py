@@ -5,10 +5,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchinfer_operator import jobs
+from batchinfer_operator.observed import is_live
 from batchinfer_operator.reducer import Observed, prior_status, reduce_status, shards_were_done
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import BatchInferenceStatus, Phase
+from batchinfer_operator.stopping import is_stopping
 from batchinfer_operator.worker_command import RunValues
 
 
@@ -30,7 +32,12 @@ def desired_suspend(spec: BatchInferenceSpec, job: dict[str, Any]) -> bool | Non
     return None
 
 
-def _suspends(spec: BatchInferenceSpec, obs: Observed) -> dict[str, bool]:
+def _suspends(spec: BatchInferenceSpec, obs: Observed, stopped: bool) -> dict[str, bool]:
+    """A stopped run's shards stay suspended (the Job controller stops their pods, the finished
+    ones stay recorded) and its gather runs whatever spec.suspend says."""
+    if stopped:
+        job = obs.shards_job
+        return {job["metadata"]["name"]: True} if job is not None and not job["spec"].get("suspend") else {}
     out = {}
     for job in (obs.shards_job, obs.gather_job):
         if job is not None and (value := desired_suspend(spec, job)) is not None:
@@ -52,9 +59,14 @@ def plan(cr: dict[str, Any], obs: Observed, run: RunValues, settings: OperatorSe
     spec = obs.spec
     assert spec is not None, "an invalid spec never reaches the plan"
     create = []
+    stopping = is_stopping(status.phase)
     # Never recreated once all shards were done: that would run the whole batch again.
-    if obs.shards_job is None and not shards_were_done(prior_status(cr)) and not status.phase.terminal:
+    if (obs.shards_job is None and not shards_were_done(prior_status(cr)) and not status.phase.terminal
+            and not stopping):
         create.append(jobs.shards_job(cr, spec, run, settings))
     if status.phase is Phase.FINALIZING and obs.gather_job is None:
         create.append(jobs.gather_job(cr, spec, run, settings))
-    return Plan(status, create, _suspends(spec, obs), _gather_ttl(spec, obs, status))
+    # Only once no shard pod can still write to staging: the gather closes what they left.
+    if stopping and obs.gather_job is None and not any(map(is_live, obs.shard_pods)):
+        create.append(jobs.gather_job(cr, spec, run, settings, status.stop_reason))
+    return Plan(status, create, _suspends(spec, obs, status.stop_reason is not None), _gather_ttl(spec, obs, status))

@@ -11,8 +11,10 @@ from batchinfer_operator.observed import (
 )
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import (
-    BatchInferenceStatus, Condition, Phase, RequestCounts, ShardCounts,
+    PHASE_STAMPS, BatchInferenceStatus, Condition, Phase, RequestCounts, ShardCounts,
 )
+from batchinfer_operator.stopping import StopReason, expires_at, stop_reason, stopping_phase
+from worker.contract import redact
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ def _shard_counts(obs: Observed, total: int, prior: BatchInferenceStatus | None)
         # `active` counts Pending, unscheduled pods too; `ready` is what runs.
         active=int(status.get("ready") or 0),
     )
+
+
+def _gathered_counts(obs: Observed, total_shards: int) -> RequestCounts | None:
+    """The gather's own summary, once it finished: the whole output, closed lines included."""
+    if not job_condition(obs.gather_job, "Complete"):
+        return None
+    summary = next(filter(None, map(shard_summary, obs.gather_pods)), None)
+    if summary is None:
+        return None
+    return RequestCounts(total=summary.requests, completed=summary.served, failed=summary.failed_total,
+                         shards_reported=total_shards)
 
 
 def _request_counts(obs: Observed, prior: RequestCounts | None) -> RequestCounts:
@@ -127,7 +140,8 @@ def waiting(obs: Observed) -> tuple[str, str] | None:
     return ("Unschedulable", stuck) if stuck else None
 
 
-def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | None) -> tuple[Phase, str]:
+def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | None,
+           stop: StopReason | None) -> tuple[Phase, str]:
     spec = obs.spec
     if obs.spec_error is not None or spec is None:
         return Phase.FAILED, f"invalid spec: {obs.spec_error}"
@@ -137,6 +151,10 @@ def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | Non
     if changed := sorted({f for job in (obs.shards_job, obs.gather_job) for f in changed_since_built(job, built)}):
         fields = ", ".join(f"spec.{f}" for f in changed)
         return Phase.FAILED, f"{fields} changed after the run started (its Jobs were built from the old value)"
+    if stop is not None:  # before the shards' own outcome: stopping them is what was asked
+        if job_condition(obs.gather_job, "Failed"):
+            return Phase.FAILED, _gather_failure(obs)
+        return stopping_phase(obs.gather_job, obs.shard_pods, stop, redact(spec.output.url))
     if job_condition(obs.shards_job, "Failed"):
         return Phase.FAILED, _shards_failure(obs)
     shards_done = job_condition(obs.shards_job, "Complete") is not None or (
@@ -144,7 +162,7 @@ def _phase(obs: Observed, shards: ShardCounts, prior: BatchInferenceStatus | Non
     )
     if shards_done:
         if job_condition(obs.gather_job, "Complete"):
-            return Phase.SUCCEEDED, f"{shards.total} shard(s) done, output written to {spec.output.url}"
+            return Phase.SUCCEEDED, f"{shards.total} shard(s) done, output written to {redact(spec.output.url)}"
         if job_condition(obs.gather_job, "Failed"):
             return Phase.FAILED, _gather_failure(obs)
         if spec.suspend:
@@ -209,7 +227,10 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
     raw_total = (cr.get("spec") or {}).get("shards")
     total = obs.spec.shards if obs.spec else (raw_total if isinstance(raw_total, int) else 0)
     shards = _shard_counts(obs, total, prior)
-    phase, message = _phase(obs, shards, prior)
+    shards_done = shards.total > 0 and shards.succeeded >= shards.total
+    stop = None if obs.spec is None else stop_reason(
+        cr, obs.spec, prior.stop_reason if prior else None, obs.gather_job, shards_done, now)
+    phase, message = _phase(obs, shards, prior, stop)
     wait = waiting(obs) if not phase.terminal else None
     if wait is not None:
         message = wait[1] if phase is Phase.PENDING else f"{message}; {wait[1]}"
@@ -217,7 +238,7 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
     start_time = (prior.start_time if prior else None) or (
         ((obs.shards_job or {}).get("status", {}).get("startTime") or now) if started else None
     )
-    requests = _request_counts(obs, prior.request_counts if prior else None)
+    requests = _gathered_counts(obs, shards.total) or _request_counts(obs, prior.request_counts if prior else None)
     return BatchInferenceStatus(
         phase=phase,
         message=message,
@@ -231,4 +252,23 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
         start_time=start_time,
         completion_time=now if phase.terminal else None,
         conditions=_conditions(phase, message, obs, shards, now, generation, prior, wait),
+        stop_reason=stop,
+        **_urls(obs.spec, cr),
+        **_phase_stamps(prior, phase, now),
     )
+
+
+def _urls(spec: BatchInferenceSpec | None, cr: dict[str, Any]) -> dict[str, str | None]:
+    if spec is None:
+        return {}
+    error_url = spec.output.error_url
+    return {"output_url": redact(spec.output.url), "error_url": redact(error_url) if error_url else None,
+            "expires_at": expires_at(cr, spec)}
+
+
+def _phase_stamps(prior: BatchInferenceStatus | None, phase: Phase, now: str) -> dict[str, str | None]:
+    """When each phase was first entered: kept from the prior status, the current one added."""
+    stamps = {name: getattr(prior, name) if prior else None for name in PHASE_STAMPS.values()}
+    if (name := PHASE_STAMPS.get(phase)) is not None and stamps[name] is None:
+        stamps[name] = now
+    return stamps

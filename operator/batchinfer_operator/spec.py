@@ -1,6 +1,7 @@
 """The BatchInference spec as pydantic models: the same fields and rules as the CRD's schema."""
 
 import hashlib
+import re
 import json
 from typing import Any, Literal
 
@@ -8,6 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from worker.contract import DEFAULT_MAX_NUM_SEQS, model_location_problem
+
+
+# A Go duration as Kubernetes writes them (1h30m, 90m, 45s), without the sub-second units.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?[hms])+$"
+_DURATION_UNITS = {"h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(text: str) -> float:
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in re.findall(r"([0-9.]+)([hms])", text))
 
 
 class SpecModel(BaseModel):
@@ -114,6 +124,14 @@ class BatchInferenceSpec(SpecModel):
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="of the gather Job only")
     suspend: bool = False
     queue_name: str | None = Field(None, min_length=1, max_length=63)
+    # Stops the run for good: what finished is published, every other request as batch_cancelled.
+    cancel: bool = False
+    completion_window: str | None = Field(
+        None, pattern=DURATION_PATTERN, description="e.g. 24h: then what is unfinished is published as batch_expired")
+
+    @property
+    def completion_window_seconds(self) -> float | None:
+        return None if self.completion_window is None else duration_seconds(self.completion_window)
 
     @field_validator("model")
     @classmethod

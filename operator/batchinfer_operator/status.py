@@ -1,6 +1,7 @@
 """The BatchInference status as pydantic models (what the reducer returns and the CRD declares)."""
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -13,10 +14,23 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    # A run stopped early: the shard pods stop, then the gather publishes what finished.
+    CANCELLING = "Cancelling"
+    CANCELLED = "Cancelled"
+    EXPIRING = "Expiring"
+    EXPIRED = "Expired"
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.SUCCEEDED, Phase.FAILED)
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED, Phase.EXPIRED)
+
+
+# When each phase was first entered (OpenAI's batch object has the same: in_progress_at, ...).
+PHASE_STAMPS = {
+    Phase.RUNNING: "in_progress_at", Phase.FINALIZING: "finalizing_at", Phase.SUCCEEDED: "completed_at",
+    Phase.FAILED: "failed_at", Phase.CANCELLING: "cancelling_at", Phase.CANCELLED: "cancelled_at",
+    Phase.EXPIRING: "expiring_at", Phase.EXPIRED: "expired_at",
+}
 
 
 class StatusModel(BaseModel):
@@ -63,6 +77,18 @@ class BatchInferenceStatus(StatusModel):
     requests_display: str = "0/0"
     start_time: str | None = None
     completion_time: str | None = None
+    stop_reason: Literal["cancelled", "expired"] | None = None
+    output_url: str | None = None  # shown without user info or query (presigned URLs' secrets)
+    error_url: str | None = None
+    expires_at: str | None = None
+    in_progress_at: str | None = None
+    finalizing_at: str | None = None
+    completed_at: str | None = None
+    failed_at: str | None = None
+    cancelling_at: str | None = None
+    cancelled_at: str | None = None
+    expiring_at: str | None = None
+    expired_at: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
     def condition(self, type_: str) -> Condition | None:

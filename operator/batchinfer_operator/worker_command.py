@@ -4,8 +4,9 @@ worker CLI; tests/operator/test_worker_contract.py parses every line built here 
 from pydantic import BaseModel, ConfigDict
 
 from batchinfer_operator.spec import EngineSpec
-from worker.contract import (FLAG_BATCH_ID, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_NUM_SHARDS,
-                             FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD, WORKER_EXECUTABLE, engine_flag, negated_flag)
+from worker.contract import (FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT,
+                             FLAG_MODEL, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD,
+                             WORKER_EXECUTABLE, ClosingCode, engine_flag, negated_flag)
 
 
 class RunValues(BaseModel):
@@ -47,11 +48,14 @@ def run_shard_command(run: RunValues, engine: EngineSpec) -> list[str]:
     ]
 
 
-def gather_command(run: RunValues) -> list[str]:
+def gather_command(run: RunValues, closing: ClosingCode | None = None) -> list[str]:
+    """closing: the run stopped early; the shards' unfinished lines get this error code."""
     return [
         WORKER_EXECUTABLE, GATHER,
         FLAG_STAGING, run.staging_url,
         FLAG_NUM_SHARDS, str(run.num_shards),
         FLAG_OUTPUT, run.output_url,
         *([FLAG_ERROR_FILE, run.error_url] if run.error_url else []),
+        *([FLAG_CLOSE_UNFINISHED, closing, FLAG_INPUT, run.input_url, FLAG_BATCH_ID, run.batch_id,
+           FLAG_CREATED, str(run.created)] if closing else []),
     ]
