@@ -1,10 +1,13 @@
 """The matcher/bitmask edge (worker/engine/guided.py) and the sampler under a token mask, on
 the bundled tiny model's real tokenizer (no model weights, no paddle)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 from tests.engine.helpers import make_seq
+from worker.engine.grammar_vocab import from_tokenizer
 from worker.engine.guided import GrammarStateError, GuidedDecoder
 from worker.engine.sampler import Sampler
 from worker.guided_decoding import GuidedDecodingParams
@@ -21,7 +24,7 @@ def tokenizer(tmp_path_factory) -> Tokenizer:
 
 @pytest.fixture
 def decoder(tokenizer) -> GuidedDecoder:
-    return GuidedDecoder(tokenizer, VOCAB, tokenizer.eos_token_ids)
+    return GuidedDecoder(partial(from_tokenizer, tokenizer, VOCAB, tokenizer.eos_token_ids))
 
 
 def constrained(decoder, request_id="r", **constraint):

@@ -25,13 +25,13 @@ class _Vocabulary:
         self._encode = encode
 
     def __call__(self, text: str) -> list[int]:
-        # Only used by llguidance for forced text, never on the mask's hot path.
+        # llguidance tokenizes the bytes a grammar forces next (a JSON key, a closing quote)
+        # with it: it must be the model's own tokenizer, or forced text would have no tokens.
         return self._encode(text)
 
 
 def ll_tokenizer(tokens: list[bytes], eos_token_ids: Sequence[int], special_token_ids: Sequence[int],
-                 encode: Callable[[str], list[int]] = lambda _: [], bos_token_id: int | None = None,
-                 ) -> llguidance.LLTokenizer:
+                 encode: Callable[[str], list[int]], bos_token_id: int | None = None) -> llguidance.LLTokenizer:
     """An llguidance tokenizer over `tokens` (index = token id)."""
     eos = list(dict.fromkeys(eos_token_ids))
     if not eos:

@@ -13,18 +13,16 @@ max_tokens may end it earlier, and then the text is a prefix of a match (for JSO
 incomplete, `finish_reason: length`). Sequences without a constraint are never looked at.
 """
 
-from collections.abc import Sequence as Seq
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import llguidance
 import llguidance.numpy
 
-from worker.engine.grammar_vocab import from_tokenizer
 from worker.engine.sequence import Sequence
 from worker.engine.token_mask import TokenMask, allocate_bits
 from worker.guided_decoding import GuidedDecodingError
 from worker.logs import get_logger
-from worker.tokenizer import Tokenizer
 
 log = get_logger(__name__)
 
@@ -40,19 +38,18 @@ class _Matcher:
 
 
 class GuidedDecoder:
-    def __init__(self, tokenizer: Tokenizer, vocab_size: int, eos_token_ids: Seq[int]):
-        self._tokenizer = tokenizer
-        self.vocab_size = vocab_size
-        self._eos_token_ids = sorted(eos_token_ids)
-        self._ll_tokenizer: llguidance.LLTokenizer | None = None  # on the first constrained request
+    def __init__(self, vocabulary: Callable[[], llguidance.LLTokenizer]):
+        # Built on the first constrained request, then kept: a 100k vocabulary takes ~1 s.
+        self._vocabulary = vocabulary
+        self._ll_tokenizer: llguidance.LLTokenizer | None = None
         self._executor = llguidance.LLExecutor()
         self._matchers: dict[int, _Matcher] = {}
 
     @property
     def ll_tokenizer(self) -> llguidance.LLTokenizer:
         if self._ll_tokenizer is None:
-            self._ll_tokenizer = from_tokenizer(self._tokenizer, self.vocab_size, self._eos_token_ids)
-            log.info("grammar vocabulary built", vocab_size=self.vocab_size)
+            self._ll_tokenizer = self._vocabulary()
+            log.info("grammar vocabulary built", vocab_size=self._ll_tokenizer.vocab_size)
         return self._ll_tokenizer
 
     def add(self, seq: Sequence) -> None:
@@ -75,7 +72,7 @@ class GuidedDecoder:
         rows = [i for i, seq in enumerate(seqs) if seq.seq_id in self._matchers]
         if not rows:
             return None
-        bits = allocate_bits(len(rows), self.vocab_size)
+        bits = allocate_bits(len(rows), self.ll_tokenizer.vocab_size)
         pairs = []
         for k, row in enumerate(rows):
             state = self._state(seqs[row])

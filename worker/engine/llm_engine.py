@@ -9,11 +9,13 @@ step finishes; `LLM` wraps it for whole lists.
 """
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 
 from worker.engine.detokenizer import IncrementalDetokenizer
 from worker.engine.engine_args import EngineArgs
+from worker.engine.grammar_vocab import from_tokenizer
 from worker.engine.guided import GuidedDecoder
 from worker.engine.input_batch import build_input_batch
 from worker.engine.model_runner import ModelRunner
@@ -78,7 +80,7 @@ class LLMEngine:
             )
         )
         self.sampler = Sampler(eos_token_ids=eos, seed=args.seed)
-        self.guided = GuidedDecoder(self.tokenizer, self.vocab_size, eos)
+        self.guided = GuidedDecoder(functools.partial(from_tokenizer, self.tokenizer, self.vocab_size, sorted(eos)))
         self.requests: dict[str, RequestState] = {}
 
     # -- requests -------------------------------------------------------------------------
