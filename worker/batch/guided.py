@@ -12,7 +12,7 @@ An invalid schema, regex or grammar is an `invalid_sampling_params` line naming 
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from worker.batch import errors as E
 from worker.batch.errors import LineError
@@ -63,9 +63,9 @@ class GuidedBody(BaseModel):
 _FASTDEPLOY = {"guided_json": "json", "guided_regex": "regex", "guided_choice": "choice", "guided_grammar": "grammar"}
 
 
-def with_guided_decoding(params: SamplingParams, raw_body: dict[str, Any]) -> SamplingParams:
+def with_guided_decoding(params: SamplingParams, body: GuidedBody) -> SamplingParams:
     """`params` constrained as the body asks (unchanged when it asks nothing)."""
-    found = _constraints(_validate(raw_body))
+    found = _constraints(body)
     if not found:
         return params
     if len(found) > 1:
@@ -81,15 +81,6 @@ def with_guided_decoding(params: SamplingParams, raw_body: dict[str, Any]) -> Sa
         raise LineError(E.INVALID_SAMPLING_PARAMS, message, f"body.{where}") from None
     except ValueError as exc:  # a combination SamplingParams refuses (ignore_eos)
         raise LineError(E.INVALID_SAMPLING_PARAMS, str(exc), f"body.{where}") from None
-
-
-def _validate(raw_body: dict[str, Any]) -> GuidedBody:
-    try:
-        return GuidedBody.model_validate(raw_body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(["body", *(str(p) for p in first["loc"])])
-        raise LineError(E.INVALID_BODY, first["msg"], where) from None
 
 
 def _constraints(body: GuidedBody) -> list[tuple[str, str, Any]]:

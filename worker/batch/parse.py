@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from worker.batch import errors as E
 from worker.batch.errors import LineError
-from worker.batch.guided import with_guided_decoding
+from worker.batch.guided import GuidedBody, with_guided_decoding
 from worker.batch.protocol import CHAT_URL, COMPLETIONS_DEFAULT_MAX_TOKENS, COMPLETIONS_URL, ChatBody, CompletionBody
 from worker.batch.unsupported import refuse_many_prompts, refuse_unsupported
 from worker.sampling_params import SamplingParams
@@ -94,7 +94,8 @@ def _parse_request(obj: dict[str, Any], custom_id: str, models: Collection[str])
     if not chat:
         refuse_many_prompts(body.prompt)
         body.prompt = _single_prompt(body.prompt)
-    return ParsedRequest(custom_id, chat, body, with_guided_decoding(sampling_params(body), raw_body))
+    params = with_guided_decoding(sampling_params(body), _validate_body(GuidedBody, raw_body))
+    return ParsedRequest(custom_id, chat, body, params)
 
 
 def _check_model(model: str | None, models: Collection[str]) -> None:
