@@ -1,7 +1,7 @@
 """The model's vocabulary as llguidance sees it: the bytes of every token id, which ids are
 special (never text a grammar can match) and which end the output.
 
-Built once per engine (~1 s for a 100k vocabulary) from `Tokenizer.token_bytes`, which
+Built once per engine (~2 s for a 103k vocabulary) from `Tokenizer.token_bytes`, which
 serves sentencepiece and tokenizer.json models alike; ids past the tokenizer (padded
 embedding rows) are empty, so no grammar ever allows them.
 """

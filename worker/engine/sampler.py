@@ -212,11 +212,12 @@ def top_logprobs(raw: np.ndarray, token_id: int, k: int) -> dict[int, float]:
     return out
 
 
-def _keep_grammar_alive(logits: np.ndarray, raw: np.ndarray, grammar: TokenMask) -> None:
+def _keep_grammar_alive(logits: np.ndarray, raw: np.ndarray, grammar: TokenMask, processed: list[int]) -> None:
     """A constrained row whose every allowed token was banned (bad_words, or EOS under
     min_tokens) samples under the grammar alone: the grammar's rule wins, never a dead row."""
+    banned = set(processed)
     for i, row in enumerate(grammar.rows):
-        if not np.isfinite(logits[row]).any():
+        if row in banned and not np.isfinite(logits[row]).any():
             logits[row] = raw[row]
             TokenMask([row], grammar.bits[i : i + 1]).apply(logits)
 
@@ -241,7 +242,7 @@ class Sampler:
                 apply_penalties(logits[i], seqs[i])
                 apply_masks(logits[i], seqs[i], self.eos_token_ids)
             if grammar is not None and processed:
-                _keep_grammar_alive(logits, raw, grammar)
+                _keep_grammar_alive(logits, raw, grammar, processed)
         token_ids = self._greedy(logits, seqs)
         for i, seq in enumerate(seqs):
             sp = seq.sampling_params
