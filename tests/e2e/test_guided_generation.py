@@ -117,6 +117,19 @@ def test_choice_returns_one_of_the_choices(llm):
     assert len({o.outputs[0].text for o in outputs}) > 1, "sampling should reach more than one choice"
 
 
+@pytest.mark.parametrize("grammar", [
+    'start: WORD ("," WORD)*\nWORD: /[a-z]{2,5}/',  # Lark
+    'root ::= word ("," word)*\nword ::= [a-z] [a-z] [a-z]? [a-z]? [a-z]?',  # GBNF
+])
+def test_grammar_outputs_are_in_the_language(llm, grammar):
+    params = [guided(seed=i, grammar=grammar, max_tokens=48) for i in range(4)]
+    outputs = llm.generate(["Words"] * 4, params, use_tqdm=False)
+    for out in outputs:
+        text = out.outputs[0].text
+        complete = out.outputs[0].finish_reason == "stop"
+        assert re.fullmatch(r"[a-z]{2,5}(,[a-z]{2,5})*" if complete else r"([a-z]{1,5},)*[a-z]{0,5}", text), text
+
+
 def test_n2_gives_two_valid_completions(llm):
     schema = SCHEMAS[0]
     params = SamplingParams(n=2, temperature=1.0, seed=11, max_tokens=128, guided_decoding=GuidedDecodingParams(json=schema))
