@@ -63,9 +63,11 @@ class GuidedBody(BaseModel):
 _FASTDEPLOY = {"guided_json": "json", "guided_regex": "regex", "guided_choice": "choice", "guided_grammar": "grammar"}
 
 
-def with_guided_decoding(params: SamplingParams, body: GuidedBody) -> SamplingParams:
-    """`params` constrained as the body asks (unchanged when it asks nothing)."""
-    found = _constraints(body)
+def with_guided_decoding(params: SamplingParams, body: GuidedBody,
+                         tool_schema: dict[str, Any] | None = None) -> SamplingParams:
+    """`params` constrained as the body asks (unchanged when it asks nothing); `tool_schema`:
+    the call that `tools` + `tool_choice` require (worker.batch.tools)."""
+    found = _constraints(body) + ([("tools", "json", tool_schema)] if tool_schema is not None else [])
     if not found:
         return params
     if len(found) > 1:

@@ -26,7 +26,7 @@ class EnginePrompt:
 def build_prompt(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -> EnginePrompt:
     try:
         field = "body.messages" if req.chat else "body.prompt"
-        prompt = _chat_prompt(req.body, tokenizer) if req.chat else _completion_prompt(req.body)
+        prompt = _chat_prompt(req, tokenizer) if req.chat else _completion_prompt(req.body)
         if isinstance(prompt, str):
             _check_size(prompt, tokenizer, max_model_len, field)
         ids = list(prompt) if isinstance(prompt, list) else tokenizer.encode(prompt)
@@ -37,11 +37,13 @@ def build_prompt(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -
     return EnginePrompt(prompt if isinstance(prompt, str) else None, ids)
 
 
-def _chat_prompt(body: ChatBody, tokenizer: Tokenizer) -> str:
+def _chat_prompt(req: ParsedRequest, tokenizer: Tokenizer) -> str:
+    body: ChatBody = req.body
     messages = [_message(m, i) for i, m in enumerate(body.messages)]
+    tools = {"tools": req.tools.tools} if req.tools else {}  # for templates that render them
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                             **(body.chat_template_kwargs or {}))
+                                             **tools, **(body.chat_template_kwargs or {}))
     except Exception as exc:
         # The template refusing the conversation (raise_exception, bad roles) is the line's
         # fault; anything else is a bug of ours and must stop the run, not hide in 400s.

@@ -13,9 +13,7 @@ _REFUSED = {
     "suffix": "text after the insertion point",
     # response_format, guided_*, structured_outputs: worker.batch.guided
     "structural_tag": "structural tags (structured outputs)",
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "parallel_tool_calls": "tool calling",
+    # tools, tool_choice, parallel_tool_calls: worker.batch.tools
     "functions": "function calling",
     "function_call": "function calling",
     "stream_options": "streaming",
