@@ -44,5 +44,8 @@ class RequestOutput:
     finished: bool = False
     metrics: RequestMetrics | None = None
     num_cached_tokens: int = 0
+    # With SamplingParams.prompt_logprobs: None for the first prompt token, then token id ->
+    # logprob per prompt token (vLLM's field).
+    prompt_logprobs: list[dict[int, float] | None] | None = None
     error_code: int = 200
     error_msg: str | None = None

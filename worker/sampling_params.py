@@ -76,6 +76,8 @@ class SamplingParams:
     max_tokens: int | None = None
     min_tokens: int = 0
     logprobs: int | None = None
+    # vLLM's: the logprob of every prompt token after the first, plus the top k at each position.
+    prompt_logprobs: int | None = None
     ignore_eos: bool = False
     skip_special_tokens: bool = True
     guided_decoding: GuidedDecodingParams | None = None
@@ -104,9 +106,10 @@ class SamplingParams:
         _check_range("min_tokens", self.min_tokens, 0, None, ">= 0")
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
             raise ValueError(f"min_tokens must be <= max_tokens={self.max_tokens}, got {self.min_tokens}")
-        _check_int("logprobs", self.logprobs, allow_none=True)
-        if self.logprobs is not None:
-            _check_range("logprobs", self.logprobs, 0, MAX_LOGPROBS, f"in [0, {MAX_LOGPROBS}]")
+        for name in ("logprobs", "prompt_logprobs"):
+            _check_int(name, getattr(self, name), allow_none=True)
+            if getattr(self, name) is not None:
+                _check_range(name, getattr(self, name), 0, MAX_LOGPROBS, f"in [0, {MAX_LOGPROBS}]")
         for name in ("ignore_eos", "skip_special_tokens"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")

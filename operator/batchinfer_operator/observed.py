@@ -3,27 +3,13 @@
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from batchinfer_operator.names import ANNOTATION_BUILT_FROM, ANNOTATION_COMPLETION_INDEX, LABEL_ROLE, LABEL_RUN
 from batchinfer_operator.pod_template import CONTAINER_NAME
+from worker.contract import ShardSummary
 
 MAX_REASON_CHARS = 300
-
-
-class ShardSummary(BaseModel):
-    """The JSON `worker run-shard` writes to its termination message (worker.batch.summary);
-    only the fields the status sums."""
-
-    model_config = ConfigDict(extra="ignore")
-    requests: int = Field(ge=0, description="input lines of the shard = output lines")
-    served: int = Field(ge=0)
-    failed: dict[str, int] = Field(default_factory=dict, description="error lines by error code")
-    shard_index: int | None = None
-
-    @property
-    def failed_total(self) -> int:
-        return sum(self.failed.values())
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from typing import Any
 
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
-from batchinfer_operator.worker_command import ENV_TERMINATION_LOG, TERMINATION_LOG
+from worker.contract import ENV_TERMINATION_LOG, TERMINATION_LOG
 
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/tmp"

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from worker.contract import DEFAULT_MAX_NUM_SEQS, model_location_problem
+
 
 class SpecModel(BaseModel):
     """camelCase on the wire (Kubernetes style), snake_case in Python; unknown fields rejected."""
@@ -37,10 +39,17 @@ class EngineSpec(SpecModel):
     max_num_seqs: int | None = Field(None, ge=1)
     max_num_batched_tokens: int | None = Field(None, ge=1)
     block_size: int | None = Field(None, ge=1)
-    tensor_parallel_size: int | None = Field(None, ge=1)
+    tensor_parallel_size: int | None = Field(None, ge=1, le=1, description="1 until tensor parallelism lands")
     enable_prefix_caching: bool | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
     num_gpu_blocks_override: int | None = Field(None, ge=1, description="KV-cache blocks instead of sizing from memory")
+
+    @model_validator(mode="after")
+    def _as_the_worker_checks(self) -> "EngineSpec":
+        max_num_seqs = self.max_num_seqs or DEFAULT_MAX_NUM_SEQS
+        if self.max_num_batched_tokens is not None and self.max_num_batched_tokens < max_num_seqs:
+            raise ValueError(f"maxNumBatchedTokens must be >= maxNumSeqs (default {DEFAULT_MAX_NUM_SEQS})")
+        return self
 
 
 class ResourceRequirements(SpecModel):
@@ -109,9 +118,9 @@ class BatchInferenceSpec(SpecModel):
     @field_validator("model")
     @classmethod
     def _model_where_the_worker_reads_it(cls, model: str) -> str:
-        if not (model.startswith("s3://") or model.startswith("/")):
-            raise ValueError("must be an s3:// URI or an absolute path (the worker cannot list a model directory "
-                             "over http(s))")
+        problem = model_location_problem(model)
+        if problem:
+            raise ValueError(problem)
         return model
 
     @model_validator(mode="after")

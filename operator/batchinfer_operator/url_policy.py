@@ -4,19 +4,13 @@ import ipaddress
 import posixpath
 from urllib.parse import urlsplit
 
+from worker.contract import redact
+
 # Cloud metadata services hand out node credentials: never a target for a worker pod.
 _METADATA_HOSTS = frozenset({
     "metadata", "metadata.google.internal", "metadata.goog", "instance-data",
     "instance-data.ec2.internal", "100.100.100.200", "fd00:ec2::254",
 })
-
-
-def redact(url: str) -> str:
-    """The URL without user info and query: presigned URLs carry their secrets there, and a
-    refusal goes into the CR's status and Events for anyone who can read them."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else url.partition("?")[0]
 
 
 class URLPolicyError(ValueError):

@@ -1,37 +1,11 @@
-"""The command lines of the worker pods: every `worker` flag name the operator uses is here."""
+"""The command lines of the worker pods, from the names in worker.contract (shared with the
+worker CLI; tests/operator/test_worker_contract.py parses every line built here with it)."""
 
 from pydantic import BaseModel, ConfigDict
 
 from batchinfer_operator.spec import EngineSpec
-
-WORKER_EXECUTABLE = "worker"
-RUN_SHARD = "run-shard"
-GATHER = "gather"
-
-# The contract with worker/cli (run_shard.py, gather.py): change both sides together.
-FLAG_INPUT = "--input"
-FLAG_OUTPUT = "--output"
-FLAG_STAGING = "--staging"
-FLAG_NUM_SHARDS = "--num-shards"
-FLAG_MODEL = "--model"
-FLAG_BATCH_ID = "--batch-id"
-FLAG_CREATED = "--created"
-FLAG_ERROR_FILE = "--error-file"
-ENGINE_FLAGS = {
-    "max_model_len": "--max-model-len",
-    "max_num_seqs": "--max-num-seqs",
-    "max_num_batched_tokens": "--max-num-batched-tokens",
-    "block_size": "--block-size",
-    "tensor_parallel_size": "--tensor-parallel-size",
-    "dtype": "--dtype",
-    "num_gpu_blocks_override": "--num-gpu-blocks-override",
-}
-FLAG_PREFIX_CACHING = ("--enable-prefix-caching", "--no-enable-prefix-caching")
-# The shard index comes from the Job controller, not from a flag.
-ENV_SHARD_INDEX = "JOB_COMPLETION_INDEX"
-TERMINATION_LOG = "/dev/termination-log"
-# Where the worker writes its JSON summary (the container's terminationMessagePath).
-ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
+from worker.contract import (FLAG_BATCH_ID, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_NUM_SHARDS,
+                             FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD, WORKER_EXECUTABLE, engine_flag, negated_flag)
 
 
 class RunValues(BaseModel):
@@ -50,13 +24,13 @@ class RunValues(BaseModel):
 
 
 def engine_args(engine: EngineSpec) -> list[str]:
+    """The engine fields the CR sets, as flags: EngineSpec's fields are EngineArgs' names."""
     args: list[str] = []
-    for field, flag in ENGINE_FLAGS.items():
-        value = getattr(engine, field)
-        if value is not None:
-            args += [flag, str(value)]
-    if engine.enable_prefix_caching is not None:
-        args.append(FLAG_PREFIX_CACHING[0] if engine.enable_prefix_caching else FLAG_PREFIX_CACHING[1])
+    for field, value in engine.model_dump(exclude_none=True).items():
+        if isinstance(value, bool):
+            args.append(engine_flag(field) if value else negated_flag(field))
+        else:
+            args += [engine_flag(field), str(value)]
     return args
 
 

@@ -34,6 +34,9 @@ class EngineDouble:
         self.pending[request_id] = (prompt_token_ids, sampling_params, 1 + len(prompt_token_ids) % 3)
         self.max_pending = max(self.max_pending, len(self.pending))
 
+    def abort_request(self, request_id):
+        del self.pending[request_id]
+
     def has_unfinished_requests(self) -> bool:
         return bool(self.pending)
 

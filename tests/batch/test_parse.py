@@ -4,9 +4,11 @@ import json
 
 import pytest
 
+from tests.batch.engine_double import ByteTokenizer
 from worker.batch import errors as E
 from worker.batch.errors import LineError
 from worker.batch.parse import parse_line
+from worker.batch.prepare import build_prompts
 
 
 def _line(body=None, **overrides) -> bytes:
@@ -97,9 +99,6 @@ def _completion(**body) -> bytes:
     (_chat(modalities=["text", "audio"]), "body.modalities"),
     (_chat(prediction={"type": "content", "content": "x"}), "body.prediction"),
     (_chat(reasoning_effort="low"), "body.reasoning_effort"),
-    (_completion(echo=True, logprobs=0), "body.echo"),
-    (_completion(prompt=["a", "b"]), "body.prompt"),
-    (_completion(prompt=[[1], [2]]), "body.prompt"),
 ])
 def test_fields_we_do_not_implement_are_refused_by_name(data, field):
     with pytest.raises(LineError) as info:
@@ -134,9 +133,23 @@ def test_completions_default_to_sixteen_tokens_as_openai():
     assert parse_line(_chat()).params.max_tokens is None  # chat: until EOS or the context
 
 
-@pytest.mark.parametrize("prompt,expected", [("a", "a"), (["a"], "a"), ([5, 6], [5, 6]), ([[5, 6]], [5, 6])])
+@pytest.mark.parametrize("prompt,expected", [
+    ("ab", [([97, 98], "body.prompt")]),
+    ([5, 6], [([5, 6], "body.prompt")]),
+    (["ab"], [([97, 98], "body.prompt.0")]),
+    ([[5, 6]], [([5, 6], "body.prompt.0")]),
+    (["a", "bc"], [([97], "body.prompt.0"), ([98, 99], "body.prompt.1")]),
+    ([[1], [2, 3]], [([1], "body.prompt.0"), ([2, 3], "body.prompt.1")]),
+])
 def test_prompt_in_each_openai_form(prompt, expected):
-    assert parse_line(_completion(prompt=prompt)).body.prompt == expected
+    prompts = build_prompts(parse_line(_completion(prompt=prompt)), ByteTokenizer(), max_model_len=64)
+    assert [(p.prompt_token_ids, p.field) for p in prompts] == expected
+
+
+def test_echo_with_logprobs_asks_for_prompt_logprobs():
+    assert parse_line(_completion(echo=True, logprobs=2)).params.prompt_logprobs == 2
+    assert parse_line(_completion(logprobs=2)).params.prompt_logprobs is None
+    assert parse_line(_completion(echo=True)).params.prompt_logprobs is None
 
 
 def test_a_model_not_served_is_refused():

@@ -82,6 +82,53 @@ def test_output_has_global_line_numbers_and_flags_duplicates(tmp_path):
     assert out[16]["id"] != out[5]["id"]
 
 
+def _blank_riddled_input(tmp_path) -> tuple[str, dict[str, int]]:
+    """Error lines among blank ones (runs of them after full chunks, at the start, at the end,
+    long enough for a shard to hold nothing else); returns the url and each error line's
+    number as an editor shows it."""
+    lines = ["", " "]
+    for i in range(14):
+        lines.append(f"{{broken {i}" if i % 3 == 0 else _req(f"c{i}", "hi"))
+        lines += [""] * (i % 4) + ["\t"] * (20 if i == 7 else 0)
+    lines += ["", ""]
+    path = tmp_path / "blank.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path), {x: n for n, x in enumerate(lines, start=1) if x.startswith("{broken")}
+
+
+@pytest.mark.parametrize("num_shards", [1, 2, 5, 9])
+def test_line_numbers_count_the_files_lines_blank_ones_included(tmp_path, num_shards):
+    url, numbers = _blank_riddled_input(tmp_path)
+    import os
+
+    size, chunks = os.path.getsize(url), []
+    for i in range(num_shards):
+        start, end = shard_range(size, i, num_shards)
+        chunks += run_range(_job(url, tmp_path / f"s{i}", start, end, chunk_lines=2), EngineDouble).chunks
+    assemble(chunks, str(tmp_path / "out.jsonl"), error_dest=str(tmp_path / "errors.jsonl"))
+    inline = tmp_path / "inline.jsonl"
+    assemble(chunks, str(inline))
+    errors = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    got = [x["error"]["message"] for x in map(json.loads, inline.read_text().splitlines()) if x["error"]]
+    assert [m.split(":")[0] for m in got] == [f"line {n}" for n in numbers.values()]
+    assert [x["error"]["message"] for x in errors] == got  # the error file numbers them the same
+    if num_shards == 9:  # some shard held blank lines only
+        assert any(c.meta.stats.lines == 0 for c in chunks)
+
+
+def test_crash_then_resume_numbers_lines_as_one_run(tmp_path):
+    url, numbers = _blank_riddled_input(tmp_path)
+    prefix = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError, match="crashed"):
+        run_range(_job(url, prefix, chunk_lines=2), lambda: EngineDouble(fail_after_steps=5))
+    assert 0 < len(list(prefix.glob("part-*.json"))) < 7
+    result = run_range(_job(url, prefix, chunk_lines=2), EngineDouble)
+    assemble(result.chunks, str(tmp_path / "out.jsonl"))
+    got = [x["error"]["message"] for x in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())
+           if x["error"]]
+    assert [m.split(":")[0] for m in got] == [f"line {n}" for n in numbers.values()]
+
+
 def test_crash_then_resume_gives_identical_bytes(tmp_path):
     url = _input(tmp_path)
     expected = _whole_run(tmp_path, url)
@@ -136,6 +183,22 @@ def test_engine_refusals_and_faults_become_error_lines(tmp_path):
     assert "refused by the double" in results[1].line.error.message
     assert results[2].line.response.status_code == 500 and results[2].line.custom_id == "c"
     assert results[2].line.error.message == "device fell over"
+
+
+def test_a_prompt_refused_drops_the_lines_other_prompts_from_the_engine(tmp_path):
+    path = tmp_path / "in.jsonl"
+    cmpl = "/v1/completions"
+    path.write_text("\n".join([_req("a", ["fine", "also fine", "REFUSE me"], url=cmpl),
+                               _req("b", ["one", "two"], url=cmpl, n=2)]) + "\n")
+    sink, engine = ListSink(), EngineDouble()
+    run_pipeline(iter_lines(str(path)), engine, IDENT, sink, window=4)
+    refused, served = (r for _, r in sink.lines)
+    assert (refused.error_code, refused.error_param) == ("invalid_body", "body.prompt.2")
+    assert not engine.pending  # prompts 0 and 1 of line a were aborted, not left running
+    body = served.line.response.body
+    assert [c.index for c in body.choices] == [0, 1, 2, 3]
+    assert [c.text for c in body.choices] == ["eno", "eno", "owt", "owt"]  # the double reverses
+    assert body.usage.prompt_tokens == 6
 
 
 def test_blank_lines_yield_nothing_and_derived_ids_are_no_duplicates(tmp_path):

@@ -11,7 +11,7 @@ from tests.batch.conftest import ENGINE_FLAGS, FIXED, read_jsonl, request, worke
 from worker.batch import errors as E
 from worker.batch.errors import LineError
 from worker.batch.parse import parse_line
-from worker.batch.prepare import build_prompt
+from worker.batch.prepare import build_prompts
 from worker.tokenizer import Tokenizer
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8},
@@ -74,9 +74,10 @@ def test_the_chat_template_gets_the_tools(tiny_model, tmp_path):
                               "{% endif %}{{ messages[0]['content'] }}"
     (model / "tokenizer_config.json").write_text(json.dumps(config))
     tok = Tokenizer.from_pretrained(model)
-    with_tools = build_prompt(parse_line(_chat(tools=TOOLS, tool_choice="required")), tok, 256)
+    (with_tools,) = build_prompts(parse_line(_chat(tools=TOOLS, tool_choice="required")), tok, 256)
     assert with_tools.prompt == "TOOLS get_weather,add\nhi"
-    assert build_prompt(parse_line(_chat(tools=TOOLS, tool_choice="none")), tok, 256).prompt == "hi"
+    (without,) = build_prompts(parse_line(_chat(tools=TOOLS, tool_choice="none")), tok, 256)
+    assert without.prompt == "hi"
 
 
 def test_run_batch_returns_tool_calls_that_validate(tmp_path, tiny_model):

@@ -8,6 +8,7 @@ import pytest
 
 from tests.e2e.conftest import random_prompts
 from worker import LLM, SamplingParams
+from worker.engine.request_errors import PromptTooLongError
 from worker.tiny_model import TinyModelSpec, write_tiny_model
 
 GREEDY = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
@@ -151,7 +152,7 @@ def test_chat_renders_template_with_kwargs_in_input_order(llm):
 
 
 def test_invalid_requests_raise_value_errors_naming_the_problem(llm):
-    with pytest.raises(ValueError, match="max_model_len"):
+    with pytest.raises(PromptTooLongError, match="prompt has 600 tokens, max_model_len is"):
         llm.generate([[5] * 600], GREEDY, use_tqdm=False)
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(temperature=-1)

@@ -7,8 +7,8 @@ from worker.engine.scheduler import ScheduledSequence
 BS = 4
 
 
-def placed(tokens, computed, block_table):
-    seq = make_seq(tokens)
+def placed(tokens, computed, block_table, **sampling):
+    seq = make_seq(tokens, **sampling)
     seq.num_computed_tokens, seq.block_table = computed, list(block_table)
     return seq
 
@@ -43,3 +43,21 @@ def test_large_prefill_positions_and_slots_match_a_per_token_loop():
     assert batch.positions.tolist() == positions
     assert batch.slot_mapping.tolist() == [table[p // BS] * BS + p % BS for p in positions]
     assert batch.token_ids.tolist() == positions and batch.sample_indices.tolist() == [239]
+
+
+def test_prompt_logprob_rows_follow_the_chunks_and_skip_what_is_collected():
+    # 7-token prompt: positions 0..5 give the logprobs of tokens 1..6; position 6 is sampled.
+    first = placed(range(100, 107), 0, [7, 3], prompt_logprobs=2)
+    chunk = ScheduledSequence(first, 4)  # positions 0..3
+    decode = ScheduledSequence(placed(range(200, 209), 8, [1, 5, 2]), 1)
+    batch = build_input_batch([decode, chunk], BS)
+    assert list(chunk.prompt_logprob_positions) == [0, 1, 2, 3]
+    assert batch.prompt_logprob_indices.tolist() == [1, 2, 3, 4]
+    assert batch.logits_indices.tolist() == [0, 1, 2, 3, 4]  # the sampled decode row first
+    # recomputed after a preemption with positions 0..2 collected: from position 3 to 5 only
+    first.prompt_logprobs += [{101: -1.0}, {102: -1.0}, {103: -1.0}]
+    first.num_computed_tokens = 0
+    again = ScheduledSequence(first, 7)
+    assert list(again.prompt_logprob_positions) == [3, 4, 5]
+    assert build_input_batch([again], BS).prompt_logprob_indices.tolist() == [3, 4, 5]
+    assert decode.prompt_logprob_positions == range(0)

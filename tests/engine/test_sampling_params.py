@@ -53,6 +53,8 @@ def test_top_k_minus_one_means_disabled():
         ("min_tokens", -1),
         ("logprobs", -1),
         ("logprobs", 21),
+        ("prompt_logprobs", -1),
+        ("prompt_logprobs", 21),
         ("ignore_eos", "yes"),
         ("skip_special_tokens", 1),
     ],

@@ -3,7 +3,6 @@ import pytest
 
 from tests.engine.helpers import make_seq
 from worker.engine.scheduler import (
-    RequestTooLongError,
     SampledTokens,
     Scheduler,
     SchedulerConfig,
@@ -246,12 +245,19 @@ def test_second_request_hits_the_prefix_of_a_finished_one():
     assert second.num_cached_tokens == 8
 
 
-def test_too_long_prompt_is_rejected_on_add():
-    sched = make_scheduler(max_model_len=8)
-    with pytest.raises(RequestTooLongError, match="request x: prompt has 8 tokens"):
-        sched.add(make_seq(range(8), "x"))
-
-
 def test_config_must_hold_one_full_length_sequence():
     with pytest.raises(ValueError, match="cannot hold one sequence of max_model_len=32"):
         SchedulerConfig(max_num_seqs=1, max_num_batched_tokens=8, max_model_len=32, num_blocks=7, block_size=4)
+
+
+def test_a_sequence_collecting_prompt_logprobs_takes_no_prefix_hit_until_it_has_them():
+    sched = make_scheduler()
+    sched.add(make_seq(range(10), "warm", max_tokens=1))
+    while sched.has_unfinished():
+        step(sched)
+    wants = make_seq(range(10), "wants", max_tokens=1, prompt_logprobs=1)
+    plain = make_seq(range(10), "plain", max_tokens=1)
+    sched.add(wants)
+    sched.add(plain)
+    assert plan(step(sched)) == [("wants", 10), ("plain", 2)]  # plain hits the 2 cached blocks
+    assert (wants.num_cached_tokens, plain.num_cached_tokens) == (0, 8)

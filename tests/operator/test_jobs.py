@@ -83,8 +83,8 @@ def test_shard_command_is_the_worker_contract() -> None:
         "--num-shards", "4", "--model", "s3://models/ernie",
         "--batch-id", UID.replace("-", ""), "--created", "1767323045",
         "--max-model-len", "4096", "--max-num-seqs", "32", "--max-num-batched-tokens", "8192",
-        "--block-size", "32", "--tensor-parallel-size", "1", "--dtype", "bfloat16",
-        "--num-gpu-blocks-override", "100", "--no-enable-prefix-caching",
+        "--block-size", "32", "--tensor-parallel-size", "1", "--no-enable-prefix-caching", "--dtype", "bfloat16",
+        "--num-gpu-blocks-override", "100",
     ]
 
 

@@ -14,6 +14,7 @@ import pytest
 from tests.cluster.harness import JOBS_PATH, Cluster
 from tests.cluster.kubelet import INDEX_KEY
 from tests.operator.conftest import worker_has
+from tests.operator.test_operator_integration import failing_spec
 from tests.reliability.operator_run import (
     BAD_LINE, check_output, job_succeeded, put_input, run_spec, served_line,
 )
@@ -162,3 +163,53 @@ def test_pod_disruption_uses_no_retry(staged: Cluster, http_server: Any, s3_serv
     assert c.kubelet.started[("x-shards", 1)] == 3 and c.kubelet.started[("x-gather", 0)] == 3
     assert c.jobs_created() == ["x-gather", "x-shards"]
     check_output(http_server, "x", served=["a", "c"], errors=1)
+
+
+WEBHOOKS_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+
+
+def failing_status_writes(cluster: Cluster, run_name: str) -> str:
+    """A real API-server fault, injected by the API server itself: a validating webhook on the
+    run's status writes whose endpoint refuses connections, with failurePolicy Fail, makes every
+    status write of that one run fail with HTTP 500 ("failed calling webhook")."""
+    name = f"fail-status-{cluster.kube.namespace}"
+    cluster.kube.create(WEBHOOKS_PATH, {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "fail-status.batchinfer.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail", "timeoutSeconds": 2,
+            "clientConfig": {"url": "https://127.0.0.1:1/refused"},
+            "rules": [{"apiGroups": ["batchinfer.io"], "apiVersions": ["*"], "operations": ["UPDATE"],
+                       "resources": ["batchinferences/status"], "scope": "Namespaced"}],
+            "matchConditions": [{"name": "this-run", "expression":
+                                 f"object.metadata.namespace == '{cluster.kube.namespace}' && "
+                                 f"object.metadata.name == '{run_name}'"}],
+        }],
+    })
+    return f"{WEBHOOKS_PATH}/{name}"
+
+
+def test_one_run_failing_every_pass_does_not_stop_the_resync_of_the_others(
+        cluster: Cluster, http_server: Any) -> None:
+    """Issue 13, defect 2. The resync lists runs by name, so "a" comes first; every pass of "a"
+    fails. Only the resync can see that "b"'s pod cannot pull its image (a pod's status changes
+    no Job: no Job event fires), so "b" ends Failed only if the resync goes on past "a"."""
+    webhook = failing_status_writes(cluster, "a")
+    try:
+        cluster.kubelet.paused.set()  # b's pod stays unbound until b's Job events are handled
+        cluster.kubelet.add_fault("b-shards", 0, "unpullable")
+        cluster.operator.start()
+        cluster.create_cr("a", **failing_spec(http_server, shards=1))
+        cluster.create_cr("b", **failing_spec(http_server, shards=1))
+        cluster.wait_status("b", "b's Job created", lambda s: s.get("phase") in ("Pending", "Running"))
+        resync_of_a = f"{cluster.kube.namespace}/a"
+        cluster.wait("a resync pass of a failing",
+                     lambda: any("resync failed" in line and resync_of_a in line and "webhook" in line
+                                 for line in cluster.operator.log().splitlines()))
+        cluster.kubelet.paused.clear()
+        status = cluster.wait_phase("b", {"Failed"})
+        assert "cannot start: ImagePullBackOff" in status["message"], status["message"]
+        assert cluster.status("a") == {}  # every status write of "a" was refused
+    finally:
+        cluster.kube.delete(webhook)

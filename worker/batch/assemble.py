@@ -1,7 +1,8 @@
 """Publish checkpoint chunks as the final output, for run-batch and gather alike.
 
 Two facts are only known once all lines are seen in order: a line's global NUMBER (a shard
-knows its byte offset, not how many lines precede it) and whether its custom_id was already
+knows its byte offset, not how many lines precede it; the number counts the input's lines as
+an editor does, blank ones included, from the lines each chunk spans) and whether its custom_id was already
 used by an EARLIER line (perhaps in another shard). Chunk metadata tells us, without reading
 the chunks, which rows need rewriting: error rows get "line N: " prefixed to their message,
 and served rows whose custom_id was seen before become duplicate_custom_id errors. Chunks
@@ -28,12 +29,16 @@ class ChunkRef:
 
 @dataclass
 class Fixes:
-    first_line: int  # 1-based global number of the chunk's first row
+    first_line: int  # 1-based global number of the first line the chunk spans
+    row_lines: list[int]  # each row's line within the span (ChunkMeta.row_lines)
     errors: dict[int, str | None] = field(default_factory=dict)  # error rows -> the field named
     duplicates: set[int] = field(default_factory=set)  # served rows reusing a custom_id
 
     def __bool__(self) -> bool:
         return bool(self.errors or self.duplicates)
+
+    def number(self, row: int) -> int:
+        return self.first_line + (self.row_lines[row] if self.row_lines else row)
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ def plan(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[tuple[ChunkR
     for chunk in chunks:
         meta = chunk.meta
         params = meta.error_params or [None] * len(meta.error_rows)  # chunks staged before params were kept
-        fixes = Fixes(first_line=line, errors=dict(zip(meta.error_rows, params)))
+        fixes = Fixes(first_line=line, row_lines=meta.row_lines, errors=dict(zip(meta.error_rows, params)))
         hashes = meta.id_hashes
         for row in range(meta.stats.lines):
             h = hashes[16 * row:16 * row + 16]
@@ -63,8 +68,9 @@ def plan(chunks: Iterable[ChunkRef], stats: ChunkStats) -> Iterator[tuple[ChunkR
         if fixes.duplicates:
             stats.served -= len(fixes.duplicates)
             stats.failed[E.DUPLICATE_CUSTOM_ID] = stats.failed.get(E.DUPLICATE_CUSTOM_ID, 0) + len(fixes.duplicates)
-        line += meta.stats.lines
-        yield chunk, fixes
+        line += meta.stats.lines if meta.physical_lines is None else meta.physical_lines
+        if meta.stats.lines:  # a chunk of blank lines only holds no row to write
+            yield chunk, fixes
 
 
 def _inline(planned: list[tuple[ChunkRef, Fixes]]) -> Iterator[Source]:
@@ -107,7 +113,7 @@ def assemble(chunks: Iterable[ChunkRef], dest: str, tmp_dir: str | None = None,
 
 def _rows(url: str, fixes: Fixes) -> Iterator[_Row]:
     for row, raw in enumerate(iter_lines(url)):
-        number = fixes.first_line + row
+        number = fixes.number(row)
         if row in fixes.errors:
             line = OutputLine.model_validate_json(raw.data)
             line.error.message = f"line {number}: {line.error.message}"

@@ -42,9 +42,17 @@ class ChunkStats(BaseModel):
 
 
 class ChunkMeta(BaseModel):
+    """A chunk spans the input from the previous chunk's end (or where its run started reading)
+    to its last row, or past a run's trailing blank lines: blank lines are not rows, but error
+    messages number lines as an editor does, so the chunk says where its rows lie."""
+
     index: int
     start_offset: int
     end_offset: int
+    physical_lines: int | None = Field(None, description="input lines the chunk spans, blank ones "
+                                       "included (None: chunks staged before: as many as rows)")
+    row_lines: list[int] = Field(default_factory=list, description="each row's line within the span, "
+                                 "0-based; empty when they are 0, 1, 2, ... (no blank line among them)")
     error_rows: list[int] = Field(description="rows of the chunk that are error lines")
     error_params: list[str | None] = Field(default_factory=list,
                                            description="the field each error row names, as error_rows")
@@ -97,20 +105,22 @@ def clear(prefix: str) -> None:
 
 
 class ChunkWriter:
-    """Receives output lines in input order and publishes a chunk every chunk_lines lines."""
+    """Receives output lines in input order and publishes a chunk every chunk_lines lines.
+    start: the byte offset where the run reads from; the RawLine.index values count from there."""
 
-    def __init__(self, prefix: str, chunk_lines: int, first_index: int, tmp_dir: str | None = None):
+    def __init__(self, prefix: str, chunk_lines: int, first_index: int, start: int, tmp_dir: str | None = None):
         self.prefix, self.chunk_lines, self.index, self.tmp_dir = prefix, chunk_lines, first_index, tmp_dir
         self._writer = None
         self._meta: ChunkMeta | None = None
         self._hashes: list[str] = []
+        self._row_lines: list[int] = []
+        self._span_line, self._span_offset = 0, start  # where the next chunk's span begins
 
     def add(self, raw: RawLine, result: LineResult) -> None:
         if self._writer is None:
-            self._writer = storage.make_writer(storage.join(self.prefix, chunk_name(self.index)), self.tmp_dir)
-            self._meta = ChunkMeta(index=self.index, start_offset=raw.offset, end_offset=raw.offset,
-                                   error_rows=[], id_hashes="", stats=ChunkStats())
+            self._open()
         meta = self._meta
+        self._row_lines.append(raw.index - self._span_line)
         if result.error_code is not None:
             meta.error_rows.append(meta.stats.lines)
             meta.error_params.append(result.error_param)
@@ -120,18 +130,36 @@ class ChunkWriter:
         meta.end_offset = raw.end
         self._writer.write(result.line.to_bytes())
         if meta.stats.lines >= self.chunk_lines:
-            self.flush()
+            self._flush(self._span_line + self._row_lines[-1] + 1)
 
-    def flush(self) -> None:
+    def finish(self, lines_read: int, end_offset: int) -> None:
+        """Publish the last chunk, with the blank lines that end the run in its span: without
+        them a later line's number would be off. Blank lines after a full chunk get a chunk of
+        no rows. lines_read: lines the run read; end_offset: where the last one ends."""
+        if self._writer is None and lines_read > self._span_line:
+            self._open()
+        if self._writer is not None:
+            self._meta.end_offset = end_offset
+            self._flush(lines_read)
+
+    def _open(self) -> None:
+        self._writer = storage.make_writer(storage.join(self.prefix, chunk_name(self.index)), self.tmp_dir)
+        self._meta = ChunkMeta(index=self.index, start_offset=self._span_offset, end_offset=self._span_offset,
+                               error_rows=[], id_hashes="", stats=ChunkStats())
+
+    def _flush(self, span_end_line: int) -> None:
         """Publish the current chunk, then its metadata (the commit mark)."""
-        if self._writer is None:
-            return
+        meta = self._meta
         self._writer.commit()
-        self._meta.id_hashes = "".join(self._hashes)
-        storage.write_bytes(storage.join(self.prefix, meta_name(self.index)),
-                            self._meta.model_dump_json().encode(), self.tmp_dir)
-        log.info("chunk.done", chunk=self.index, lines=self._meta.stats.lines, end_offset=self._meta.end_offset)
-        self._writer, self._meta, self._hashes = None, None, []
+        meta.id_hashes = "".join(self._hashes)
+        meta.physical_lines = span_end_line - self._span_line
+        if self._row_lines != list(range(len(self._row_lines))):
+            meta.row_lines = self._row_lines
+        storage.write_bytes(storage.join(self.prefix, meta_name(self.index)), meta.model_dump_json().encode(),
+                            self.tmp_dir)
+        log.info("chunk.done", chunk=self.index, lines=meta.stats.lines, end_offset=meta.end_offset)
+        self._span_line, self._span_offset = span_end_line, meta.end_offset
+        self._writer, self._meta, self._hashes, self._row_lines = None, None, [], []
         self.index += 1
 
     def abort(self) -> None:

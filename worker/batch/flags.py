@@ -9,6 +9,7 @@ import typing
 from pydantic import ValidationError
 
 from worker.batch.errors import BatchRunError
+from worker.contract import engine_flag
 from worker.engine.engine_args import EngineArgs
 
 
@@ -17,7 +18,7 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in EngineArgs.model_fields.items():
         if name == "model":
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = engine_flag(name)
         kind = _base_type(info.annotation)
         help_text = info.description or ""
         if kind is bool:

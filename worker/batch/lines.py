@@ -18,6 +18,7 @@ class RawLine:
     offset: int  # byte offset of the line's first byte in the whole input
     end: int  # offset just past its newline (the next line's offset)
     data: bytes  # without the trailing newline
+    index: int = 0  # its place among the lines read by this iter_lines call, blank ones included
 
 
 def shard_range(size: int, index: int, num_shards: int) -> tuple[int, int]:
@@ -61,6 +62,7 @@ def _reading(url: str, start: int, end: int | None = None) -> Iterator[Iterator[
 def _split(blocks: Iterator[bytes], pos: int, start: int, end: int | None) -> Iterator[RawLine]:
     buf = bytearray()
     line_start = pos
+    index = 0
     skipping = start > 0  # until we pass the newline at or after start-1
     for block in blocks:
         buf += block
@@ -72,9 +74,10 @@ def _split(blocks: Iterator[bytes], pos: int, start: int, end: int | None) -> It
             else:
                 if end is not None and offset >= end:
                     return
-                yield RawLine(offset, line_start + nl + 1, bytes(buf[cut:nl]))
+                yield RawLine(offset, line_start + nl + 1, bytes(buf[cut:nl]), index)
+                index += 1
             cut = nl + 1
         del buf[:cut]
         line_start += cut
     if buf and not skipping and (end is None or line_start < end):
-        yield RawLine(line_start, line_start + len(buf), bytes(buf))
+        yield RawLine(line_start, line_start + len(buf), bytes(buf), index)

@@ -13,7 +13,7 @@ from worker.batch.errors import LineError
 from worker.batch.guided import GuidedBody, with_guided_decoding
 from worker.batch.tools import ToolCalling, ToolsBody, tool_calling
 from worker.batch.protocol import CHAT_URL, COMPLETIONS_DEFAULT_MAX_TOKENS, COMPLETIONS_URL, ChatBody, CompletionBody
-from worker.batch.unsupported import refuse_many_prompts, refuse_unsupported
+from worker.batch.unsupported import refuse_unsupported
 from worker.sampling_params import SamplingParams
 
 _PARAM_FIELDS = (
@@ -93,9 +93,6 @@ def _parse_request(obj: dict[str, Any], custom_id: str, models: Collection[str])
     refuse_unsupported(raw_body)
     body = _validate_body(ChatBody if chat else CompletionBody, raw_body)
     _check_model(body.model, models)
-    if not chat:
-        refuse_many_prompts(body.prompt)
-        body.prompt = _single_prompt(body.prompt)
     tools = tool_calling(_validate_body(ToolsBody, raw_body), chat)
     params = with_guided_decoding(sampling_params(body), _validate_body(GuidedBody, raw_body),
                                   tools.schema if tools else None)
@@ -106,13 +103,6 @@ def _check_model(model: str | None, models: Collection[str]) -> None:
     if model is not None and models and model not in models:
         raise LineError(E.MODEL_NOT_FOUND, f"the model {model!r} is not served here; this run serves "
                         f"{', '.join(repr(m) for m in models)}", "body.model", status=404)
-
-
-def _single_prompt(prompt: str | list) -> str | list[int]:
-    """["text"] and [[1, 2]] are one prompt, as OpenAI's list forms with a single entry."""
-    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
-        return prompt[0]
-    return prompt
 
 
 def _validate_body(model: type, raw: dict[str, Any]) -> ChatBody | CompletionBody:
@@ -134,6 +124,8 @@ def sampling_params(body: ChatBody | CompletionBody) -> SamplingParams:
     else:
         max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS if body.max_tokens is None else body.max_tokens
         logprobs = body.logprobs
+        if body.echo and logprobs is not None:  # OpenAI's logprobs then cover the echoed prompt too
+            kw["prompt_logprobs"] = logprobs
     if max_tokens is not None:
         kw["max_tokens"] = max_tokens
     if logprobs is not None:

@@ -6,7 +6,7 @@ line), never by the size of the input.
 """
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from worker.batch import errors as E
@@ -15,7 +15,8 @@ from worker.batch.errors import LineError
 from worker.batch.ids import BatchIdentity
 from worker.batch.lines import RawLine
 from worker.batch.parse import ParsedRequest, parse_line
-from worker.batch.prepare import EnginePrompt, Tokenizer, build_prompt
+from worker.batch.prepare import EnginePrompt, Tokenizer, build_prompts
+from worker.engine.request_errors import PromptTooLongError
 from worker.outputs import RequestOutput
 from worker.sampling_params import SamplingParams
 
@@ -26,6 +27,7 @@ class Engine(Protocol):
 
     def add_request(self, request_id: str, prompt: str | None, sampling_params: SamplingParams,
                     prompt_token_ids: list[int] | None = None) -> None: ...
+    def abort_request(self, request_id: str) -> None: ...
     def has_unfinished_requests(self) -> bool: ...
     def step(self) -> list[RequestOutput]: ...
 
@@ -38,7 +40,8 @@ class Sink(Protocol):
 class _Slot:
     raw: RawLine
     req: ParsedRequest | None = None
-    prompt: EnginePrompt | None = None
+    prompts: list[EnginePrompt] = field(default_factory=list)  # one engine request each
+    outputs: dict[int, RequestOutput] = field(default_factory=dict)  # by prompt index
     result: LineResult | None = None
 
 
@@ -71,34 +74,44 @@ def run_pipeline(lines: Iterable[RawLine], engine: Engine, ident: BatchIdentity,
         if next_write in slots:  # the oldest line waits for the engine
             assert engine.has_unfinished_requests(), "a pending line has no request in the engine"
             for out in engine.step():
-                slot = slots[int(out.request_id)]
-                slot.result = _finish(slot, out, ident, engine.tokenizer)
+                line, prompt = out.request_id.split(".")
+                slot = slots[int(line)]
+                slot.outputs[int(prompt)] = out
+                if len(slot.outputs) == len(slot.prompts):
+                    slot.result = _finish(slot, ident, engine.tokenizer)
 
 
 def _admit(raw: RawLine, seq: int, engine: Engine, ident: BatchIdentity, models: Collection[str]) -> _Slot:
     slot = _Slot(raw)
     try:
         slot.req = parse_line(raw.data, models)
-        slot.prompt = build_prompt(slot.req, engine.tokenizer, engine.max_model_len)
-        _add(engine, str(seq), slot)
+        slot.prompts = build_prompts(slot.req, engine.tokenizer, engine.max_model_len)
+        _add(engine, seq, slot)
     except LineError as err:
         slot.result = error_result(ident, raw.offset, err)
     return slot
 
 
-def _add(engine: Engine, request_id: str, slot: _Slot) -> None:
-    try:
-        engine.add_request(request_id, slot.prompt.prompt, slot.req.params,
-                           prompt_token_ids=slot.prompt.prompt_token_ids)
-    except ValueError as exc:
-        reason = str(exc).removeprefix(f"request {request_id}: ")  # our internal id means nothing to users
-        raise LineError(E.INVALID_BODY, f"the engine refused the request: {reason}", "body",
-                        custom_id=slot.req.custom_id) from None
+def _add(engine: Engine, seq: int, slot: _Slot) -> None:
+    """One engine request per prompt, "<line>.<prompt>"; all of them or none."""
+    for i, prompt in enumerate(slot.prompts):
+        request_id = f"{seq}.{i}"
+        try:
+            engine.add_request(request_id, prompt.prompt, slot.req.params, prompt_token_ids=prompt.prompt_token_ids)
+        except ValueError as exc:
+            for added in range(i):
+                engine.abort_request(f"{seq}.{added}")
+            reason = str(exc).removeprefix(f"request {request_id}: ")  # our internal id means nothing to users
+            if isinstance(exc, PromptTooLongError):
+                raise LineError(E.PROMPT_TOO_LONG, reason, prompt.field, custom_id=slot.req.custom_id) from None
+            raise LineError(E.INVALID_BODY, f"the engine refused the request: {reason}", prompt.field,
+                            custom_id=slot.req.custom_id) from None
 
 
-def _finish(slot: _Slot, out: RequestOutput, ident: BatchIdentity, tokenizer: Tokenizer) -> LineResult:
-    if out.error_code != 200:
-        err = LineError(E.ENGINE_ERROR, out.error_msg or f"engine error {out.error_code}",
+def _finish(slot: _Slot, ident: BatchIdentity, tokenizer: Tokenizer) -> LineResult:
+    outputs = [slot.outputs[i] for i in range(len(slot.prompts))]
+    if failed := next((out for out in outputs if out.error_code != 200), None):
+        err = LineError(E.ENGINE_ERROR, failed.error_msg or f"engine error {failed.error_code}",
                         status=500, custom_id=slot.req.custom_id)
         return error_result(ident, slot.raw.offset, err)
-    return served_result(ident, slot.raw.offset, slot.req, slot.prompt, out, tokenizer)
+    return served_result(ident, slot.raw.offset, slot.req, list(zip(slot.prompts, outputs)), tokenizer)

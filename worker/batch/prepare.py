@@ -1,4 +1,7 @@
-"""A parsed request -> the prompt the engine runs (chat template, tokenization, length check)."""
+"""A parsed request -> the prompts the engine runs (chat template, tokenization). A completion
+may hold several prompts; each becomes its own engine request. Their length in tokens is
+checked by the engine (worker.engine.request_errors), once; here only a size bound that spares
+tokenizing a prompt that cannot fit."""
 
 import functools
 from dataclasses import dataclass
@@ -21,20 +24,26 @@ class Tokenizer(Protocol):
 class EnginePrompt:
     prompt: str | None
     prompt_token_ids: list[int]
+    field: str  # where the line holds it: body.messages, body.prompt, body.prompt.1
 
 
-def build_prompt(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -> EnginePrompt:
+def build_prompts(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -> list[EnginePrompt]:
     try:
-        field = "body.messages" if req.chat else "body.prompt"
-        prompt = _chat_prompt(req, tokenizer) if req.chat else _completion_prompt(req.body)
-        if isinstance(prompt, str):
-            _check_size(prompt, tokenizer, max_model_len, field)
-        ids = list(prompt) if isinstance(prompt, list) else tokenizer.encode(prompt)
-        _check_length(ids, max_model_len, field)
+        if req.chat:
+            sources = [(_chat_prompt(req, tokenizer), "body.messages")]
+        else:
+            sources = _completion_prompts(req.body)
+        return [_engine_prompt(prompt, field, tokenizer, max_model_len) for prompt, field in sources]
     except LineError as exc:
         exc.custom_id = req.custom_id
         raise
-    return EnginePrompt(prompt if isinstance(prompt, str) else None, ids)
+
+
+def _engine_prompt(prompt: str | list[int], field: str, tokenizer: Tokenizer, max_model_len: int) -> EnginePrompt:
+    if isinstance(prompt, list):
+        return EnginePrompt(None, list(prompt), field)
+    _check_size(prompt, tokenizer, max_model_len, field)
+    return EnginePrompt(prompt, tokenizer.encode(prompt), field)
 
 
 def _chat_prompt(req: ParsedRequest, tokenizer: Tokenizer) -> str:
@@ -71,8 +80,12 @@ def _text(content: str | list[dict] | None, i: int) -> str:
     return "".join(parts)
 
 
-def _completion_prompt(body: CompletionBody) -> str | list[int]:
-    return body.prompt
+def _completion_prompts(body: CompletionBody) -> list[tuple[str | list[int], str]]:
+    """A string or token ids is one prompt; a list of either is one prompt per entry."""
+    prompt = body.prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+        return [(p, f"body.prompt.{i}") for i, p in enumerate(prompt)]
+    return [(prompt, "body.prompt")]
 
 
 @functools.lru_cache(maxsize=4)
@@ -91,12 +104,3 @@ def _check_size(prompt: str, tokenizer: Tokenizer, max_model_len: int, field: st
         raise LineError(E.PROMPT_TOO_LONG,
                         f"the prompt has {size} bytes, so at least {-(-size // per_token)} tokens; "
                         f"max_model_len is {max_model_len}", field)
-
-
-def _check_length(ids: list[int], max_model_len: int, field: str) -> None:
-    if not ids:
-        raise LineError(E.INVALID_BODY, "the prompt is empty", field)
-    if len(ids) >= max_model_len:
-        raise LineError(E.PROMPT_TOO_LONG,
-                        f"the prompt has {len(ids)} tokens; max_model_len is {max_model_len} "
-                        "and at least one output token must fit", field)

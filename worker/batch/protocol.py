@@ -56,8 +56,7 @@ class ChatBody(SamplingBody):
 
 
 class CompletionBody(SamplingBody):
-    # A string, token ids, or a list of one of those (one prompt per line for now: a longer
-    # list is refused in worker.batch.unsupported).
+    # A string, token ids, or a list of either: one choice per prompt x n (worker.batch.prepare).
     prompt: str | list[StrictInt] | list[str] | list[list[StrictInt]]
     logprobs: StrictInt | None = None
     echo: StrictBool | None = None

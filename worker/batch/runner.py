@@ -2,7 +2,7 @@
 the common core of `worker run-batch` (the whole file) and `worker run-shard` (one range)."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -101,7 +101,8 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine]) -> RangeResult:
 
 def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, first_chunk: int,
            stats: ChunkStats) -> None:
-    writer = ChunkWriter(job.prefix, job.chunk_lines, first_chunk, job.tmp_dir)
+    writer = ChunkWriter(job.prefix, job.chunk_lines, first_chunk, resume_at, job.tmp_dir)
+    lines = _Tally(iter_lines(job.input_url, resume_at, job.end))
     bar = tqdm(total=job.end - job.start, initial=resume_at - job.start, unit="B", unit_scale=True,
                desc="run-batch", disable=not job.progress, mininterval=1.0)
     t0 = time.monotonic()
@@ -113,9 +114,8 @@ def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, 
         bar.set_postfix(done=stats.lines, tok_s=f"{rate:.1f}", refresh=False)
 
     try:
-        run_pipeline(iter_lines(job.input_url, resume_at, job.end), engine, ident, writer, job.window, on_result,
-                     job.models)
-        writer.flush()
+        run_pipeline(lines, engine, ident, writer, job.window, on_result, job.models)
+        writer.finish(lines.count, lines.end)
     except storage.StorageError as exc:
         writer.abort()
         raise BatchRunError(f"storage failed during the run: {exc}") from None
@@ -124,3 +124,15 @@ def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, 
         raise
     finally:
         bar.close()
+
+
+class _Tally:
+    """The lines read, blank ones included, and where the last one ends (for the last chunk)."""
+
+    def __init__(self, lines: Iterator[RawLine]):
+        self._lines, self.count, self.end = lines, 0, 0
+
+    def __iter__(self) -> Iterator[RawLine]:
+        for raw in self._lines:
+            self.count, self.end = raw.index + 1, raw.end
+            yield raw

@@ -1,36 +1,15 @@
 """The run summary: printed at the end, written as JSON (--summary-file, summary.json of a
 shard, the pod's termination message: kept well under Kubernetes' 4 KiB limit)."""
 
-from pydantic import BaseModel, Field
-
 from worker.batch.checkpoint import ChunkStats
+from worker.contract import TERMINATION_LIMIT, ShardSummary
 from worker.logs import get_logger
 
 log = get_logger(__name__)
 
-TERMINATION_LIMIT = 4096
 
-
-class Summary(BaseModel):
-    requests: int = Field(description="input lines = output lines")
-    served: int
-    failed: dict[str, int] = Field(description="error lines by error code")
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    elapsed_s: float = Field(description="wall time of this attempt")
-    serving_s: float | None = Field(None, description="elapsed_s without loading the model; the rates are per it")
-    resumed_lines: int = Field(0, description="lines taken from checkpoint chunks of earlier attempts")
-    requests_per_s: float = Field(description="lines completed by this attempt per second of serving")
-    completion_tokens_per_s: float = Field(description="completion tokens of this attempt per second of serving")
-    chunks: int = 0
-    shard_index: int | None = None
-    num_shards: int | None = None
-    # The input bytes a shard covered, [byte_start, byte_end) of input_bytes: gather checks
-    # that the staged shards cover the whole input, exactly.
-    byte_start: int | None = None
-    byte_end: int | None = None
-    input_bytes: int | None = None
+class Summary(ShardSummary):
+    """The contract's summary, built from chunk statistics and rendered for a terminal."""
 
     @classmethod
     def build(cls, total: ChunkStats, this_attempt: ChunkStats | None, elapsed_s: float, chunks: int,

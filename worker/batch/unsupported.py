@@ -36,13 +36,6 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         if name in _NO_EFFECT and value != _NO_EFFECT[name]:
             _refuse(name, f"only {_NO_EFFECT[name]!r} is supported in a batch, got {value!r}")
     _refuse_best_of(body)
-    if body.get("echo") and body.get("logprobs") is not None:  # OpenAI's would cover the prompt too
-        _refuse("echo", "echo with logprobs (the prompt's logprobs) is not supported yet; drop one of them")
-
-
-def refuse_many_prompts(prompt: Any) -> None:
-    if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)) and len(prompt) > 1:
-        _refuse("prompt", f"{len(prompt)} prompts in one line are not supported; put each on its own line")
 
 
 def _refuse_best_of(body: dict[str, Any]) -> None:

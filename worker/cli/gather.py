@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +17,7 @@ from worker.batch.flags import validated
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
 from worker.cli.run_batch import add_error_file_flag
-from worker.cli.run_shard import ENV_TERMINATION_LOG
+from worker.contract import ENV_TERMINATION_LOG, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING
 from worker.logs import get_logger
 
 HELP = "Concatenate finished shards from staging into the output URL"
@@ -34,9 +35,9 @@ class GatherFlags(BaseModel):
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--staging-url", "--staging", dest="staging_url", required=True)
-    parser.add_argument("--num-shards", type=int, required=True)
-    parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
+    parser.add_argument("--staging-url", FLAG_STAGING, dest="staging_url", required=True)
+    parser.add_argument(FLAG_NUM_SHARDS, type=int, required=True)
+    parser.add_argument("-o", "--output-file", FLAG_OUTPUT, dest="output_file", required=True,
                         help="output JSONL: path, http(s):// (PUT) or s3://")
     parser.add_argument("--output-tmp-dir", help="local directory for the file before an HTTP upload")
     add_error_file_flag(parser)
@@ -44,11 +45,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> GatherFlags:
     if args.termination_message_path is None:
-        args.termination_message_path = os.environ.get(ENV_TERMINATION_LOG)
+        args.termination_message_path = environ.get(ENV_TERMINATION_LOG)
+    return validated(GatherFlags, args)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
-        summary = gather(validated(GatherFlags, args))
+        summary = gather(parse_flags(args, os.environ))
     except BatchRunError as exc:
         print(f"worker gather: error: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import add_engine_flags, engine_args, engine_fingerprint, validated
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
+from worker.contract import FLAG_BATCH_ID, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_OUTPUT
 from worker.engine.engine_args import EngineArgs
 
 HELP = "Run a JSONL batch file (local, http(s)://, s3://) through the model"
@@ -40,12 +41,12 @@ class RunBatchFlags(BaseModel):
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Flags shared with run-shard."""
-    parser.add_argument("--model", required=True, help="model directory or s3:// prefix")
+    parser.add_argument(FLAG_MODEL, required=True, help="model directory or s3:// prefix")
     parser.add_argument("--served-model-name", action="append",
                         help="a model name this run serves (repeatable); lines naming another are refused; "
                              "the first is written into responses (default: the model directory's name)")
-    parser.add_argument("--batch-id", help="seed of the per-line ids (default: random, kept across resumes)")
-    parser.add_argument("--created", type=int, help="Unix time stamped on responses (default: the start)")
+    parser.add_argument(FLAG_BATCH_ID, help="seed of the per-line ids (default: random, kept across resumes)")
+    parser.add_argument(FLAG_CREATED, type=int, help="Unix time stamped on responses (default: the start)")
     parser.add_argument("--chunk-lines", type=int, default=1000, help="output lines per checkpoint chunk")
     parser.add_argument("--max-in-flight", type=int, help="lines between reading and writing (default 4 x max-num-seqs)")
     parser.add_argument("--model-cache-dir", help="where an s3:// model is downloaded")
@@ -54,14 +55,14 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_error_file_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--error-file", help="put rejected lines here, in OpenAI's error-file shape; the "
+    parser.add_argument(FLAG_ERROR_FILE, help="put rejected lines here, in OpenAI's error-file shape; the "
                                              "output then holds only served lines (default: inline)")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "--input-file", "--input", dest="input_file", required=True,
+    parser.add_argument("-i", "--input-file", FLAG_INPUT, dest="input_file", required=True,
                         help="input JSONL: path, http(s):// or s3:// URL")
-    parser.add_argument("-o", "--output-file", "--output", dest="output_file", required=True,
+    parser.add_argument("-o", "--output-file", FLAG_OUTPUT, dest="output_file", required=True,
                         help="output JSONL: path, http(s):// (PUT) or s3://")
     parser.add_argument("--output-tmp-dir", help="local directory for checkpoints and the file before upload")
     add_error_file_flag(parser)

@@ -5,6 +5,7 @@ termination message. Rerunning a finished shard does nothing; a killed one resum
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 
 import structlog
 from pydantic import BaseModel, Field, model_validator
@@ -18,11 +19,11 @@ from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
 from worker.cli.run_batch import add_run_flags, served_models, window
+from worker.contract import (ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT, FLAG_NUM_SHARDS, FLAG_STAGING,
+                             TERMINATION_LOG)
 from worker.engine.engine_args import EngineArgs
 
 HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
-# The operator sets this to the container's terminationMessagePath.
-ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
 
 
 class RunShardFlags(BaseModel):
@@ -48,25 +49,30 @@ class RunShardFlags(BaseModel):
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "--input-file", "--input", dest="input_file", required=True,
+    parser.add_argument("-i", "--input-file", FLAG_INPUT, dest="input_file", required=True,
                         help="input JSONL: path, http(s):// or s3:// URL")
-    parser.add_argument("--staging-url", "--staging", dest="staging_url", required=True,
+    parser.add_argument("--staging-url", FLAG_STAGING, dest="staging_url", required=True,
                         help="staging prefix; this shard writes shards/NNNNN/ under it")
-    parser.add_argument("--shard-index", type=int, help="this shard (default: $JOB_COMPLETION_INDEX)")
-    parser.add_argument("--num-shards", type=int, required=True)
+    parser.add_argument("--shard-index", type=int, help=f"this shard (default: ${ENV_SHARD_INDEX})")
+    parser.add_argument(FLAG_NUM_SHARDS, type=int, required=True)
     parser.add_argument("--termination-message-path",
-                        help=f"default: ${ENV_TERMINATION_LOG} or /dev/termination-log")
+                        help=f"default: ${ENV_TERMINATION_LOG} or {TERMINATION_LOG}")
     add_run_flags(parser)
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[RunShardFlags, EngineArgs]:
+    """The flags and the engine's arguments (built once), with what the pod's environment adds."""
     if args.shard_index is None:
-        args.shard_index = os.environ.get("JOB_COMPLETION_INDEX")
+        args.shard_index = environ.get(ENV_SHARD_INDEX)
     if args.termination_message_path is None:
-        args.termination_message_path = os.environ.get(ENV_TERMINATION_LOG, "/dev/termination-log")
+        args.termination_message_path = environ.get(ENV_TERMINATION_LOG, TERMINATION_LOG)
+    flags = validated(RunShardFlags, args)
+    return flags, engine_args(args, flags.model)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
-        flags = validated(RunShardFlags, args)
-        summary = _run(flags, engine_args(args, flags.model))  # the engine's arguments, built once
+        summary = _run(*parse_flags(args, os.environ))
     except (BatchRunError, storage.StorageError) as exc:  # e.g. staging unreachable
         print(f"worker run-shard: error: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from worker.contract import DEFAULT_MAX_NUM_SEQS
+
 
 class EngineArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -12,7 +14,7 @@ class EngineArgs(BaseModel):
     tensor_parallel_size: int = Field(1, ge=1)
     max_model_len: int = Field(2048, ge=2, description="Prompt plus output tokens per request")
     block_size: int = Field(64, ge=1, description="Tokens per KV-cache block")
-    max_num_seqs: int = Field(64, ge=1, description="Sequences in flight per step")
+    max_num_seqs: int = Field(DEFAULT_MAX_NUM_SEQS, ge=1, description="Sequences in flight per step")
     max_num_batched_tokens: int | None = Field(
         None, ge=1, description="Token budget per step; default max(max_model_len, 2048)"
     )

@@ -5,7 +5,7 @@ one decode token). The model runner turns these arrays into tensors and passes t
 explicitly; nothing about the batch lives in global state.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +32,16 @@ class InputBatch:
     # [S] rows of the flat batch whose logits are sampled (the last token of each sequence
     # that reaches the end of its known tokens this step), in scheduling order.
     sample_indices: np.ndarray  # int64
+    # [R] rows whose logits give prompt logprobs (ScheduledSequence.prompt_logprob_positions),
+    # in scheduling order; usually empty.
+    prompt_logprob_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def logits_indices(self) -> np.ndarray:
+        """The rows the model computes logits for: the sampled ones, then the prompt-logprob ones."""
+        if not len(self.prompt_logprob_indices):
+            return self.sample_indices
+        return np.concatenate([self.sample_indices, self.prompt_logprob_indices])
 
     @property
     def num_tokens(self) -> int:
@@ -78,4 +88,14 @@ def build_input_batch(scheduled: "list[ScheduledSequence]", block_size: int) -> 
         seq_lens=ends.astype(np.int32),
         block_tables=block_tables,
         sample_indices=(cu[1:] - 1)[samples],
+        prompt_logprob_indices=_prompt_logprob_rows(scheduled, starts_list, cu),
     )
+
+
+def _prompt_logprob_rows(scheduled: "list[ScheduledSequence]", starts: list[int], cu: np.ndarray) -> np.ndarray:
+    rows: list[int] = []
+    for s, start, first_row in zip(scheduled, starts, cu[:-1].tolist()):
+        positions = s.prompt_logprob_positions
+        if positions:
+            rows += range(first_row + positions.start - start, first_row + positions.stop - start)
+    return np.array(rows, dtype=np.int64)

@@ -19,8 +19,10 @@ from worker.engine.grammar_vocab import from_tokenizer
 from worker.engine.guided import GuidedDecoder
 from worker.engine.input_batch import build_input_batch
 from worker.engine.model_runner import ModelRunner
+from worker.engine.prompt_logprobs import record_prompt_logprobs
+from worker.engine.request_errors import InvalidRequestError, PromptTooLongError
 from worker.engine.sampler import Sampler
-from worker.engine.scheduler import RequestTooLongError, Scheduler, SchedulerConfig
+from worker.engine.scheduler import Scheduler, SchedulerConfig
 from worker.engine.sequence import Sequence
 from worker.guided_decoding import GuidedDecodingError
 from worker.logs import get_logger
@@ -30,10 +32,6 @@ from worker.sampling_params import SamplingParams
 from worker.tokenizer import Tokenizer
 
 log = get_logger(__name__)
-
-
-class InvalidRequestError(ValueError):
-    """A request the engine cannot serve (empty or too long prompt, unknown token ids)."""
 
 
 @dataclass
@@ -120,7 +118,7 @@ class LLMEngine:
         if not ids:
             raise InvalidRequestError(f"request {request_id}: the prompt is empty")
         if len(ids) >= self.max_model_len:
-            raise RequestTooLongError(
+            raise PromptTooLongError(
                 f"request {request_id}: prompt has {len(ids)} tokens, max_model_len is "
                 f"{self.max_model_len} (prompt + at least one output token)"
             )
@@ -150,6 +148,12 @@ class LLMEngine:
             ids.update(t[0] for t in found)
         return dataclasses.replace(params, bad_words_token_ids=sorted(ids))
 
+    def abort_request(self, request_id: str) -> None:
+        """Drop a request that has not finished and free its blocks."""
+        state = self.requests.pop(request_id)
+        for seq in state.seqs:
+            self.scheduler.finish(seq, None)
+
     def has_unfinished_requests(self) -> bool:
         return bool(self.requests)
 
@@ -169,6 +173,10 @@ class LLMEngine:
         start = time.perf_counter()
         logits = self.model_runner.execute(batch)
         forward_time = time.perf_counter() - start
+        num_sampled = len(batch.sample_indices)
+        if logits.shape[0] > num_sampled:  # before postprocess moves the sequences on
+            record_prompt_logprobs(out.scheduled, logits[num_sampled:])
+            logits = logits[:num_sampled]
         sampling_seqs = out.sampling_seqs
         sampled = self.sampler(logits, sampling_seqs, self.guided.mask(sampling_seqs))
         self.scheduler.postprocess(out.scheduled, sampled)
@@ -223,4 +231,5 @@ class LLMEngine:
             finished=True,
             metrics=metrics,
             num_cached_tokens=min(seq.num_cached_tokens for seq in seqs),
+            prompt_logprobs=seqs[0].prompt_logprobs,
         )

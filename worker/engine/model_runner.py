@@ -96,9 +96,7 @@ class ModelRunner:
                  num_blocks: int | None, max_num_batched_tokens: int,
                  attention_backend: str | None = None, kv_cache_memory_bytes: int | None = None,
                  gpu_memory_utilization: float = 0.9):
-        if block_size < 1 or max_num_batched_tokens < 1:
-            raise KVCacheConfigError(f"block_size={block_size} and max_num_batched_tokens="
-                                     f"{max_num_batched_tokens} must be positive")
+        # block_size and max_num_batched_tokens come validated from EngineArgs.
         self.platform, self.block_size = platform, block_size
         self.max_num_batched_tokens = max_num_batched_tokens
         self.config = ModelConfig.from_pretrained(model_dir)
@@ -140,9 +138,9 @@ class ModelRunner:
                              f"{self.num_blocks} blocks x {self.block_size}")
 
     def execute(self, batch: InputBatch) -> np.ndarray:
-        """Run one step; returns float32 logits [S, V] for batch.sample_indices, in order."""
+        """Run one step; returns float32 logits [S + R, V] for batch.logits_indices, in order."""
         self._check(batch)
-        if len(batch.sample_indices) == 0 and batch.num_tokens == 0:
+        if len(batch.logits_indices) == 0 and batch.num_tokens == 0:
             return np.zeros((0, self.config.vocab_size), np.float32)
         threads = self.threads_for(batch)
         if threads != self.max_threads:
@@ -168,7 +166,7 @@ class ModelRunner:
         logits = self.model.forward(
             paddle.to_tensor(np.asarray(batch.token_ids, np.int64)),
             np.asarray(batch.positions, np.int64),
-            _sample_rows(batch.sample_indices, batch.num_tokens),
+            _sample_rows(batch.logits_indices, batch.num_tokens),
             attn, self.kv_caches,
         )
         return logits.numpy()

@@ -29,10 +29,6 @@ from worker.logs import get_logger
 log = get_logger(__name__)
 
 
-class RequestTooLongError(ValueError):
-    """A sequence that can never fit in max_model_len."""
-
-
 @dataclass(frozen=True)
 class SchedulerConfig:
     max_num_seqs: int
@@ -45,9 +41,7 @@ class SchedulerConfig:
     eos_token_ids: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
-        for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len", "num_blocks", "block_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # The sizes come validated from EngineArgs, num_blocks from the model runner.
         # One sequence must always be able to reach max_model_len once the others are preempted,
         # or the scheduler could preempt forever.
         if num_blocks_for(self.max_model_len, self.block_size) > self.num_blocks:
@@ -66,11 +60,19 @@ class ScheduledSequence:
     # This step reaches the end of the known tokens, so its logits are sampled. Fixed at
     # scheduling time: postprocess moves the sequence on.
     samples: bool = field(init=False)
+    # Positions whose logits give prompt logprobs not collected yet (position p: token p + 1).
+    prompt_logprob_positions: range = field(init=False)
 
     def __post_init__(self) -> None:
-        assert self.num_new_tokens > 0, f"seq {self.seq.seq_id}: empty schedule"
-        reaches_end = self.seq.num_computed_tokens + self.num_new_tokens == self.seq.num_tokens
-        object.__setattr__(self, "samples", reaches_end)
+        seq = self.seq
+        assert self.num_new_tokens > 0, f"seq {seq.seq_id}: empty schedule"
+        end = seq.num_computed_tokens + self.num_new_tokens
+        object.__setattr__(self, "samples", end == seq.num_tokens)
+        positions = range(0)
+        if seq.needs_prompt_logprobs:  # from the first one missing to the last prompt token's parent
+            positions = range(max(seq.num_computed_tokens, len(seq.prompt_logprobs) - 1),
+                              min(end, seq.num_prompt_tokens - 1))
+        object.__setattr__(self, "prompt_logprob_positions", positions)
 
 
 @dataclass
@@ -105,11 +107,7 @@ class Scheduler:
     # -- queue ----------------------------------------------------------------------------
 
     def add(self, seq: Sequence) -> None:
-        if seq.num_tokens >= self.config.max_model_len:
-            raise RequestTooLongError(
-                f"request {seq.request_id}: prompt has {seq.num_tokens} tokens, "
-                f"max_model_len is {self.config.max_model_len} (prompt + at least one output token)"
-            )
+        """Queue a sequence; its prompt was checked against max_model_len by the engine."""
         seq.status = SequenceStatus.WAITING
         self.waiting.append(seq)
 
@@ -159,7 +157,10 @@ class Scheduler:
         bm = self.block_manager
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
-            computed = bm.get_computed_blocks(seq)
+            # A prefix-cache hit skips the positions whose logits give the prompt logprobs, so
+            # a sequence still collecting them takes no hit (vLLM's choice, simpler than
+            # recomputing cached blocks); its blocks still enter the cache for the others.
+            computed = [] if seq.needs_prompt_logprobs else bm.get_computed_blocks(seq)
             remaining = seq.num_tokens - len(computed) * bm.block_size
             num_new = min(remaining, budget)
             if num_new < remaining and not self.config.enable_chunked_prefill:

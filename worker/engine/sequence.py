@@ -39,6 +39,9 @@ class Sequence:
     block_hashes: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     output_logprobs: list[dict[int, float]] | None = None
+    # Per prompt position: None for the first token, then token id -> logprob (the top k and
+    # the prompt's own token). Collected by the first completion of a request only.
+    prompt_logprobs: list[dict[int, float] | None] | None = None
     cumulative_logprob: float | None = None
     num_preemptions: int = 0
     arrival_time: float = field(default_factory=time.time)
@@ -49,8 +52,8 @@ class Sequence:
         self.token_ids = list(self.token_ids)
         if self.num_prompt_tokens < 0:
             self.num_prompt_tokens = len(self.token_ids)
-        if self.num_prompt_tokens == 0:
-            raise ValueError(f"request {self.request_id}: prompt_token_ids must not be empty")
+        if self.sampling_params.prompt_logprobs is not None and self.index == 0 and self.prompt_logprobs is None:
+            self.prompt_logprobs = [None]
         if self.sampling_params.logprobs is not None and self.output_logprobs is None:
             self.output_logprobs = []
             self.cumulative_logprob = 0.0
@@ -74,6 +77,10 @@ class Sequence:
     @property
     def last_token(self) -> int:
         return self.token_ids[-1]
+
+    @property
+    def needs_prompt_logprobs(self) -> bool:
+        return self.prompt_logprobs is not None and len(self.prompt_logprobs) < self.num_prompt_tokens
 
     @property
     def is_finished(self) -> bool:

@@ -4,6 +4,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from worker.contract import model_location_problem
 from worker.logs import get_logger
 from worker.storage import open_writer, read, s3
 from worker.storage.errors import StorageError
@@ -23,7 +24,7 @@ def resolve_model_dir(model: str, cache_dir: str | Path | None = None) -> str:
     if u.scheme == "local":
         return u.key
     if u.scheme != "s3":
-        raise StorageError(u.safe, "a model must be a local directory or an s3:// prefix")
+        raise StorageError(u.safe, f"model {model_location_problem(model)}")
     digest = hashlib.sha256(model.rstrip("/").encode()).hexdigest()[:16]
     target = Path(cache_dir or default_cache_dir()) / digest
     download_prefix(model, target)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from worker.contract import redact
 from worker.storage.errors import UnsupportedURLError
 
 Scheme = Literal["s3", "http", "local"]
@@ -22,10 +23,7 @@ class StorageURL:
     @property
     def safe(self) -> str:
         """The URL without user info or query string: presigned URLs carry secrets there."""
-        if self.scheme != "http":
-            return self.raw
-        p = urlsplit(self.raw)
-        return f"{p.scheme}://{p.hostname}{':' + str(p.port) if p.port else ''}{p.path}"
+        return redact(self.raw)
 
 
 def parse_url(url: str) -> StorageURL:

@@ -1,0 +1,92 @@
+"""The contract between the operator and the worker pods it starts: the command lines, the
+environment, the shard summary a pod leaves in its termination message, where a model may
+live, and how a URL is shown. Both sides import it; it imports only pydantic, so the
+operator image never loads paddle (tests/operator/test_worker_contract.py checks all of it)."""
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WORKER_EXECUTABLE = "worker"
+RUN_SHARD = "run-shard"
+GATHER = "gather"
+
+# The flags the operator passes (the worker also accepts FastDeploy's longer spellings).
+FLAG_INPUT = "--input"
+FLAG_OUTPUT = "--output"
+FLAG_STAGING = "--staging"
+FLAG_NUM_SHARDS = "--num-shards"
+FLAG_MODEL = "--model"
+FLAG_BATCH_ID = "--batch-id"
+FLAG_CREATED = "--created"
+FLAG_ERROR_FILE = "--error-file"
+
+# Set by the Job controller in every pod of an Indexed Job.
+ENV_SHARD_INDEX = "JOB_COMPLETION_INDEX"
+# Where the worker writes its summary: the container's terminationMessagePath.
+ENV_TERMINATION_LOG = "BATCHINFER_TERMINATION_LOG"
+TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_LIMIT = 4096  # bytes the kubelet keeps of a termination message
+
+# EngineArgs' default, which the CRD's rule on engine.maxNumBatchedTokens also assumes.
+DEFAULT_MAX_NUM_SEQS = 64
+
+
+def engine_flag(field: str) -> str:
+    """The flag of an engine argument (EngineArgs' field name, FastDeploy's spelling)."""
+    return "--" + field.replace("_", "-")
+
+
+def negated_flag(field: str) -> str:
+    """The off switch of a boolean engine argument."""
+    return "--no-" + field.replace("_", "-")
+
+
+def model_location_problem(model: str) -> str | None:
+    """Why the worker cannot load a model from there, or None: it reads a model directory
+    from a local path or mirrors an s3:// prefix; http(s) cannot list a directory."""
+    if model.startswith("s3://") or model.startswith("/"):
+        return None
+    return "must be an s3:// URI or an absolute path (the worker cannot list a model directory over http(s))"
+
+
+def redact(url: str) -> str:
+    """The URL without user info, query or fragment: presigned URLs carry their secrets there,
+    and URLs reach logs, CR statuses and Events. Local paths are shown as they are."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class ShardSummary(BaseModel):
+    """What a `worker run-shard` or `gather` pod reports: its summary.json in staging and its
+    termination message, which the operator sums into the CR's status."""
+
+    # A newer worker may report more than an older operator reads.
+    model_config = ConfigDict(extra="ignore")
+
+    requests: int = Field(ge=0, description="input lines = output lines")
+    served: int = Field(ge=0)
+    failed: dict[str, int] = Field(description="error lines by error code")
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    elapsed_s: float = Field(description="wall time of this attempt")
+    serving_s: float | None = Field(None, description="elapsed_s without loading the model; the rates are per it")
+    resumed_lines: int = Field(0, description="lines taken from checkpoint chunks of earlier attempts")
+    requests_per_s: float = Field(description="lines completed by this attempt per second of serving")
+    completion_tokens_per_s: float = Field(description="completion tokens of this attempt per second of serving")
+    chunks: int = 0
+    shard_index: int | None = None
+    num_shards: int | None = None
+    # The input bytes a shard covered, [byte_start, byte_end) of input_bytes: gather checks
+    # that the staged shards cover the whole input, exactly.
+    byte_start: int | None = None
+    byte_end: int | None = None
+    input_bytes: int | None = None
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
