@@ -86,6 +86,14 @@ def test_each_sequence_has_its_own_matcher(tokenizer, decoder):
     assert allowed_ids(decoder, [a, b], 0) != allowed_ids(decoder, [a, b], 1)
 
 
+def test_a_reused_compiled_grammar_starts_every_new_sequence_afresh(tokenizer, decoder):
+    first = constrained(decoder, "a", regex="x[0-9]")
+    start = allowed_ids(decoder, [first])
+    feed(decoder, first, tokenizer.encode("x", add_special_tokens=False))
+    later = constrained(decoder, "b", regex="x[0-9]")
+    assert allowed_ids(decoder, [first, later], 1) == start != allowed_ids(decoder, [first, later], 0)
+
+
 def test_a_matcher_out_of_step_with_its_sequence_is_an_engine_error(decoder):
     seq = constrained(decoder, regex="[0-9]+")
     seq.append_token(100)  # sampled, but never fed to the matcher
