@@ -59,7 +59,7 @@ class GuidedBody(BaseModel):
     structured_outputs: StructuredOutputs | None = None
 
 
-# The body field each GuidedDecodingParams field comes from, per spelling.
+# FastDeploy's body fields -> the GuidedDecodingParams field each one sets.
 _FASTDEPLOY = {"guided_json": "json", "guided_regex": "regex", "guided_choice": "choice", "guided_grammar": "grammar"}
 
 
