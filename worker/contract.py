@@ -3,6 +3,7 @@ environment, the shard summary a pod leaves in its termination message, where a 
 live, and how a URL is shown. Both sides import it; it imports only pydantic, so the
 operator image never loads paddle (tests/operator/test_worker_contract.py checks all of it)."""
 
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,10 @@ FLAG_MODEL = "--model"
 FLAG_BATCH_ID = "--batch-id"
 FLAG_CREATED = "--created"
 FLAG_ERROR_FILE = "--error-file"
+# gather of a run that stopped early: the unfinished lines become error lines with this code.
+FLAG_CLOSE_UNFINISHED = "--close-unfinished"
+ClosingCode = Literal["batch_cancelled", "batch_expired"]  # OpenAI's codes
+CLOSING_CODES = get_args(ClosingCode)
 
 # Set by the Job controller in every pod of an Indexed Job.
 ENV_SHARD_INDEX = "JOB_COMPLETION_INDEX"

@@ -8,8 +8,9 @@ from pydantic import BaseModel
 from worker.batch import errors as E
 from worker.batch.responses import JsonLine, LineErrorBody, OutputLine
 
-# Not a request: nothing an HTTP endpoint would have answered.
-_NO_RESPONSE = {E.INVALID_UTF8, E.INVALID_JSON, E.INVALID_REQUEST, E.MISSING_CUSTOM_ID}
+# Not a request, or one never sent: nothing an HTTP endpoint answered.
+_NO_RESPONSE = {E.INVALID_UTF8, E.INVALID_JSON, E.INVALID_REQUEST, E.MISSING_CUSTOM_ID, E.BATCH_CANCELLED,
+                E.BATCH_EXPIRED}
 
 
 class ErrorObject(BaseModel):

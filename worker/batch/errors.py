@@ -14,6 +14,9 @@ UNSUPPORTED_FIELD = "unsupported_field"  # a field whose effect we do not produc
 MODEL_NOT_FOUND = "model_not_found"
 PROMPT_TOO_LONG = "prompt_too_long"
 ENGINE_ERROR = "engine_error"
+# Requests the run stopped before serving (OpenAI's codes): the lines after a cancel or expiry.
+BATCH_CANCELLED = "batch_cancelled"
+BATCH_EXPIRED = "batch_expired"
 
 
 class LineError(Exception):

@@ -42,6 +42,11 @@ def parse_line(data: bytes, models: Collection[str] = ()) -> ParsedRequest:
         raise
 
 
+def custom_id_of(data: bytes) -> str:
+    """Only the line's custom_id (a line the run stops before serving needs no more)."""
+    return _custom_id(_decode(data))
+
+
 def _decode(data: bytes) -> dict[str, Any]:
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")  # a BOM left by an editor: not content

@@ -7,17 +7,21 @@ import sys
 import time
 from collections.abc import Mapping
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from worker import storage
 from worker.batch import checkpoint
 from worker.batch.assemble import ChunkRef, assemble
+from worker.batch.close import close_shard
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
+from worker.batch.ids import BatchIdentity
+from worker.batch.runner import input_size
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
 from worker.cli.run_batch import add_error_file_flag
-from worker.contract import ENV_TERMINATION_LOG, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING
+from worker.contract import (CLOSING_CODES, ENV_TERMINATION_LOG, FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED,
+                             FLAG_INPUT, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, ClosingCode)
 from worker.logs import get_logger
 
 HELP = "Concatenate finished shards from staging into the output URL"
@@ -29,9 +33,19 @@ class GatherFlags(BaseModel):
     num_shards: int = Field(ge=1)
     output_file: str
     error_file: str | None = None
+    close_unfinished: ClosingCode | None = None
+    input_file: str | None = None
+    batch_id: str | None = None
+    created: int | None = Field(None, ge=0)
     output_tmp_dir: str | None = None
     summary_file: str | None = None
     termination_message_path: str | None = None
+
+    @model_validator(mode="after")
+    def _closing_needs_the_input(self) -> "GatherFlags":
+        if self.close_unfinished and None in (self.input_file, self.batch_id, self.created):
+            raise ValueError(f"{FLAG_CLOSE_UNFINISHED} needs {FLAG_INPUT}, {FLAG_BATCH_ID} and {FLAG_CREATED}")
+        return self
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +57,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_error_file_flag(parser)
     parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
+    closing = parser.add_argument_group("a run stopped early (cancelled or expired)")
+    closing.add_argument(FLAG_CLOSE_UNFINISHED, choices=CLOSING_CODES,
+                         help="first write each unfinished shard's remaining lines as error lines with this code")
+    closing.add_argument("-i", "--input-file", FLAG_INPUT, dest="input_file", help="the run's input")
+    closing.add_argument(FLAG_BATCH_ID, help="the run's batch id (the ids of the closed lines)")
+    closing.add_argument(FLAG_CREATED, type=int, help="the run's created time")
 
 
 def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> GatherFlags:
@@ -99,9 +119,19 @@ def shard_chunks(staging_url: str, index: int, summary: Summary) -> list[ChunkRe
     return chunks
 
 
+def close_unfinished(flags: GatherFlags) -> None:
+    ident = BatchIdentity.new("", flags.batch_id, flags.created)
+    size = input_size(flags.input_file)
+    for index in range(flags.num_shards):
+        close_shard(flags.staging_url, index, flags.num_shards, flags.input_file, size, ident,
+                    flags.close_unfinished)
+
+
 def gather(flags: GatherFlags) -> Summary:
     t0 = time.monotonic()
     try:
+        if flags.close_unfinished:
+            close_unfinished(flags)
         summaries = [shard_summary(flags.staging_url, i) for i in range(flags.num_shards)]
         check_coverage(summaries)
         chunks = [c for i, s in enumerate(summaries) for c in shard_chunks(flags.staging_url, i, s)]
