@@ -6,9 +6,10 @@ operator image (storage I/O, the batch line format, logging) never pull in paddl
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["LLM", "SamplingParams", "RequestOutput", "CompletionOutput", "RequestMetrics"]
+__all__ = ["LLM", "SamplingParams", "GuidedDecodingParams", "RequestOutput", "CompletionOutput", "RequestMetrics"]
 
 if TYPE_CHECKING:
+    from worker.guided_decoding import GuidedDecodingParams
     from worker.llm import LLM
     from worker.outputs import CompletionOutput, RequestMetrics, RequestOutput
     from worker.sampling_params import SamplingParams
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "LLM": "worker.llm",
     "SamplingParams": "worker.sampling_params",
+    "GuidedDecodingParams": "worker.guided_decoding",
     "RequestOutput": "worker.outputs",
     "CompletionOutput": "worker.outputs",
     "RequestMetrics": "worker.outputs",

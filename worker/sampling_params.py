@@ -7,10 +7,13 @@ Defaults (documented choices where FastDeploy and vLLM differ):
 - `top_k=0` (or -1) and `top_p=1.0`, `min_p=0.0` disable those filters; `temperature=0` is greedy.
 - `seed=None` draws from the engine's process RNG; a seed makes the text independent of the batch.
 
-Every invalid value raises `ValueError` naming the field, e.g. "temperature must be >= 0, got -1".
+Every invalid value raises `ValueError` naming the field, e.g. "temperature must be >= 0, got -1";
+an invalid `guided_decoding` constraint raises its subclass `GuidedDecodingError`.
 """
 
 from dataclasses import dataclass, field
+
+from worker.guided_decoding import GuidedDecodingParams
 
 MAX_LOGPROBS = 20  # FastDeploy's (and OpenAI's) limit on top_logprobs
 MAX_SEED = 2**63 - 1
@@ -77,6 +80,7 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     ignore_eos: bool = False
     skip_special_tokens: bool = True
+    guided_decoding: GuidedDecodingParams | None = None
     # Resolved by the engine after tokenizing `bad_words`; the sampler masks these ids.
     bad_words_token_ids: list[int] = field(default_factory=list)
 
@@ -85,6 +89,7 @@ class SamplingParams:
         self._check_probabilities()
         self._check_penalties()
         self._check_lists()
+        self._check_guided()
 
     def _check_counts(self) -> None:
         _check_int("n", self.n)
@@ -131,6 +136,14 @@ class SamplingParams:
         self.bad_words = _str_list("bad_words", self.bad_words)
         self.stop_token_ids = _int_list("stop_token_ids", self.stop_token_ids)
         self.bad_words_token_ids = _int_list("bad_words_token_ids", self.bad_words_token_ids)
+
+    def _check_guided(self) -> None:
+        if self.guided_decoding is None:
+            return
+        if not isinstance(self.guided_decoding, GuidedDecodingParams):
+            raise ValueError(f"guided_decoding must be a GuidedDecodingParams, got {self.guided_decoding!r}")
+        if self.ignore_eos:  # the grammar says where the output ends
+            raise ValueError("ignore_eos cannot be combined with guided_decoding")
 
     @property
     def greedy(self) -> bool:

@@ -10,6 +10,10 @@ HOST_MODULES = [
     "worker.engine.sampler",
     "worker.engine.stop_checker",
     "worker.engine.input_batch",
+    "worker.guided_decoding",
+    "worker.engine.guided",
+    "worker.engine.token_mask",
+    "worker.engine.grammar_vocab",
 ]
 
 

@@ -14,7 +14,8 @@ ROWS = [("decode", "ours"), ("prefill", "ours"), ("prefix-on", "ours"), ("prefix
         ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers")]
 TARGETS = ["decode-heavy", "prefill-heavy", "reduced decode", "shared prefix", "scheduler: engine host",
            "scheduler: the same step",
-           "attention: cpu backend KV", "attention: cpu backend speed-up", "bench wall time"]
+           "attention: cpu backend KV", "attention: cpu backend speed-up", "guided decoding: worst extra ms",
+           "bench wall time"]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,15 @@ def test_sampler_rows_for_every_setting(report):
     assert "## Sampler (64 rows x 2,048 vocabulary)" in report
     rows = {r[0]: float(r[1]) for r in table_rows(report) if len(r) == 2 and r[0] != "sampling parameters"}
     assert set(rows) == set(SETTINGS) and all(ms > 0 for ms in rows.values())
+
+
+def test_guided_rows_for_every_constraint_against_the_unconstrained_step(report):
+    from worker.bench.guided import CONSTRAINTS
+
+    assert "## Guided decoding (64 rows x 2,048 vocabulary)" in report
+    rows = {r[0]: r for r in table_rows(report) if len(r) == 9 and r[0] != "constraint"}
+    assert set(rows) == set(CONSTRAINTS)
+    for row in rows.values():
+        steps, lo, median, free_lo, free_median = int(row[1]), *map(float, row[2:6])
+        assert steps > 0 and 0 < lo <= median and 0 < free_lo <= free_median, row
+        assert row[8].endswith("%"), "the decode step of the same run should give the share"

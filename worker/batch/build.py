@@ -10,6 +10,7 @@ from worker.batch.responses import (
     ChatChoice, ChatCompletion, ChatMessage, Completion, CompletionChoice, LineErrorBody,
     OutputLine, PromptTokensDetails, Response, Usage,
 )
+from worker.batch.tools import tool_calls
 from worker.outputs import CompletionOutput, RequestOutput
 from worker.token_bytes import token_text
 
@@ -80,11 +81,14 @@ def _finish(c: CompletionOutput) -> str:
 def _chat_choice(index: int, c: CompletionOutput, req: ParsedRequest, prompt: EnginePrompt,
                  tok: Tokenizer) -> ChatChoice:
     ids = req.body.return_token_ids
-    message = ChatMessage(content=c.text, reasoning_content=c.reasoning_content,
-                          prompt_token_ids=prompt.prompt_token_ids if ids else None,
+    # A cut call (max_tokens) is not a call: its partial JSON stays the content, "length".
+    calls = tool_calls(c.text, req.custom_id, index) if req.tools and c.finish_reason == "stop" else None
+    message = ChatMessage(content=None if calls else c.text, reasoning_content=c.reasoning_content,
+                          tool_calls=calls, prompt_token_ids=prompt.prompt_token_ids if ids else None,
                           completion_token_ids=list(c.token_ids) if ids else None)
     logprobs = _chat_logprobs(c, req.params.logprobs, tok) if req.params.logprobs is not None else None
-    return ChatChoice(index=index, message=message, logprobs=logprobs, finish_reason=_finish(c))
+    return ChatChoice(index=index, message=message, logprobs=logprobs,
+                      finish_reason="tool_calls" if calls else _finish(c))
 
 
 def _completion_choice(index: int, c: CompletionOutput, req: ParsedRequest, prompt: EnginePrompt,

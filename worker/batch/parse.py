@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from worker.batch import errors as E
 from worker.batch.errors import LineError
+from worker.batch.guided import GuidedBody, with_guided_decoding
+from worker.batch.tools import ToolCalling, ToolsBody, tool_calling
 from worker.batch.protocol import CHAT_URL, COMPLETIONS_DEFAULT_MAX_TOKENS, COMPLETIONS_URL, ChatBody, CompletionBody
 from worker.batch.unsupported import refuse_unsupported
 from worker.sampling_params import SamplingParams
@@ -26,6 +28,7 @@ class ParsedRequest:
     chat: bool
     body: ChatBody | CompletionBody
     params: SamplingParams
+    tools: ToolCalling | None = None  # the line asks for one tool call (worker.batch.tools)
 
 
 def parse_line(data: bytes, models: Collection[str] = ()) -> ParsedRequest:
@@ -95,7 +98,10 @@ def _parse_request(obj: dict[str, Any], custom_id: str, models: Collection[str])
     refuse_unsupported(raw_body)
     body = _validate_body(ChatBody if chat else CompletionBody, raw_body)
     _check_model(body.model, models)
-    return ParsedRequest(custom_id, chat, body, sampling_params(body))
+    tools = tool_calling(_validate_body(ToolsBody, raw_body), chat)
+    params = with_guided_decoding(sampling_params(body), _validate_body(GuidedBody, raw_body),
+                                  tools.schema if tools else None)
+    return ParsedRequest(custom_id, chat, body, params, tools)
 
 
 def _check_model(model: str | None, models: Collection[str]) -> None:

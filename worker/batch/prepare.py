@@ -30,7 +30,7 @@ class EnginePrompt:
 def build_prompts(req: ParsedRequest, tokenizer: Tokenizer, max_model_len: int) -> list[EnginePrompt]:
     try:
         if req.chat:
-            sources = [(_chat_prompt(req.body, tokenizer), "body.messages")]
+            sources = [(_chat_prompt(req, tokenizer), "body.messages")]
         else:
             sources = _completion_prompts(req.body)
         return [_engine_prompt(prompt, field, tokenizer, max_model_len) for prompt, field in sources]
@@ -46,11 +46,13 @@ def _engine_prompt(prompt: str | list[int], field: str, tokenizer: Tokenizer, ma
     return EnginePrompt(prompt, tokenizer.encode(prompt), field)
 
 
-def _chat_prompt(body: ChatBody, tokenizer: Tokenizer) -> str:
+def _chat_prompt(req: ParsedRequest, tokenizer: Tokenizer) -> str:
+    body: ChatBody = req.body
     messages = [_message(m, i) for i, m in enumerate(body.messages)]
+    tools = {"tools": req.tools.tools} if req.tools else {}  # for templates that render them
     try:
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                             **(body.chat_template_kwargs or {}))
+                                             **tools, **(body.chat_template_kwargs or {}))
     except Exception as exc:
         # The template refusing the conversation (raise_exception, bad roles) is the line's
         # fault; anything else is a bug of ours and must stop the run, not hide in 400s.

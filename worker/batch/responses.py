@@ -19,7 +19,7 @@ class Usage(BaseModel):
 
 class ChatMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # null when the message is a tool call
     multimodal_content: Any = None
     reasoning_content: str | None = None
     tool_calls: Any = None
@@ -33,7 +33,7 @@ class ChatChoice(BaseModel):
     index: int
     message: ChatMessage
     logprobs: dict[str, Any] | None = None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "tool_calls"]
 
 
 class ChatCompletion(BaseModel):

@@ -11,15 +11,9 @@ from worker.batch.errors import LineError
 _REFUSED = {
     "logit_bias": "biasing token logits",
     "suffix": "text after the insertion point",
-    "response_format": "structured outputs",
-    "guided_json": "structured outputs",
-    "guided_regex": "structured outputs",
-    "guided_choice": "structured outputs",
-    "guided_grammar": "structured outputs",
-    "structural_tag": "structured outputs",
-    "tools": "tool calling",
-    "tool_choice": "tool calling",
-    "parallel_tool_calls": "tool calling",
+    # response_format, guided_*, structured_outputs: worker.batch.guided
+    "structural_tag": "structural tags (structured outputs)",
+    # tools, tool_choice, parallel_tool_calls: worker.batch.tools
     "functions": "function calling",
     "function_call": "function calling",
     "stream_options": "streaming",

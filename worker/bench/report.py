@@ -4,6 +4,7 @@ from pydantic import BaseModel
 
 from worker.bench.attention import AttentionResult
 from worker.bench.engine_run import WorkloadResult
+from worker.bench.guided import GuidedReport
 from worker.bench.machine import MachineInfo, MachineLimits
 from worker.bench.sampler import SamplerResult
 
@@ -31,6 +32,7 @@ class BenchReport(BaseModel):
     attention: list[AttentionResult]
     total_seconds: float
     sampler: list[SamplerResult] = []
+    guided: GuidedReport | None = None
 
     def result(self, name: str, engine: str = "ours") -> WorkloadResult | None:
         return next((r for r in self.workloads if r.name == name and r.engine == engine), None)
@@ -49,6 +51,7 @@ def targets(r: BenchReport) -> list[Target]:
     on, off = r.result("prefix-on"), r.result("prefix-off")
     ours, theirs = r.result("baseline"), r.result("baseline", "paddleformers")
     sched, fast, ref = r.result("scheduler"), r.kernel("cpu"), r.kernel("reference")
+    guided_extra = max((g.extra_ms for g in r.guided.results), default=None) if r.guided else None
     return [
         Target(name="decode-heavy: model FLOP/s / matmul peak", measured=_ratio(decode and decode.gflops, peak), goal=0.6),
         Target(name="prefill-heavy: model FLOP/s / matmul peak", measured=_ratio(prefill and prefill.gflops, peak), goal=0.7),
@@ -63,6 +66,8 @@ def targets(r: BenchReport) -> list[Target]:
         Target(name="attention: cpu backend KV GB/s / copy bandwidth", measured=_ratio(fast and fast.gbps, copy), goal=0.5),
         Target(name="attention: cpu backend speed-up over reference",
                measured=_ratio(ref and ref.seconds, fast and fast.seconds), goal=3, unit="x"),
+        Target(name="guided decoding: worst extra ms of 64 constrained rows / 64-sequence decode step",
+               measured=_ratio(guided_extra, decode and decode.decode_step_ms), goal=0.1, higher_is_better=False),
         Target(name="bench wall time", measured=r.total_seconds / 60, goal=20, higher_is_better=False, unit="min"),
     ]
 
@@ -116,6 +121,23 @@ def sampler_table(r: BenchReport) -> list[str]:
             *(f"| {x.setting} | {1e3 * x.seconds:.2f} |" for x in r.sampler), ""]
 
 
+def guided_table(r: BenchReport) -> list[str]:
+    if r.guided is None:
+        return []
+    g, decode = r.guided, r.result("decode")
+    step = decode.decode_step_ms if decode else None
+    rows = [f"## Guided decoding ({g.results[0].rows} rows x {g.results[0].vocab_size:,} vocabulary)", "",
+            f"Host ms per decode step around the forward pass (mask, sampler, matchers), greedy; the "
+            f"vocabulary was handed to llguidance once in {g.vocab_build_seconds:.2f} s.", "",
+            "| constraint | steps | min ms | median ms | unconstrained min | unconstrained median "
+            "| ratio (medians) | extra ms | extra / decode step |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in g.results:
+        share = "n/a (run with decode)" if step is None else f"{100 * x.extra_ms / step:.1f}%"
+        rows.append(f"| {x.constraint} | {x.steps} | {x.min_ms:.2f} | {x.median_ms:.2f} | {x.unconstrained_min_ms:.2f} "
+                    f"| {x.unconstrained_median_ms:.2f} | {x.ratio:.1f}x | {x.extra_ms:.2f} | {share} |")
+    return [*rows, ""]
+
+
 def target_table(r: BenchReport) -> list[str]:
     rows = ["| target | measured | goal | met |", "|---|---:|---:|---|"]
     for t in targets(r):
@@ -147,6 +169,6 @@ def render(r: BenchReport) -> str:
         f"copy bandwidth = {lim.copy_gbps:.1f} GB/s (read + write, {lim.copy_bytes >> 20} MiB array)",
         *([agreement] if agreement else []),
         "", "## Workloads", "", *workload_table(r), "", "## Attention kernel (decode)", "", *kernel_table(r),
-        "", *sampler_table(r), "## Targets (issue 6)", "", *target_table(r), "", *METHOD,
+        "", *sampler_table(r), *guided_table(r), "## Targets (issue 6)", "", *target_table(r), "", *METHOD,
     ]
     return "\n".join(lines)

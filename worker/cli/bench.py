@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 HELP = "benchmark the engine (issue 6 workloads) and write benchmarks/RESULTS.md"
-GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention", "sampler")
+GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention", "sampler", "guided")
 
 
 def _groups(value: str) -> frozenset[str]:
@@ -69,6 +69,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from worker.bench.attention import best_attention
+    from worker.bench.guided import run_guided_bench
     from worker.bench.baseline import run_baseline
     from worker.bench.machine import best_limits, machine_info
     from worker.bench.models import model_dir
@@ -87,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     after_limits, after_attention = _limits(plan, args.only)  # the host is shared: keep the best
     limits, attention = best_limits(limits, after_limits), best_attention(attention, after_attention)
     sampler = run_sampler_bench(64, plan.big_model.vocab_size, plan.repeats) if "sampler" in args.only else []
+    guided = run_guided_bench(plan.big_model.vocab_size, plan.repeats) if "guided" in args.only else None
     report = BenchReport(
         command=_command(args),
         quick=args.quick, info=machine_info(), limits=limits, workloads=results, attention=attention,
-        sampler=sampler, total_seconds=time.perf_counter() - start,
+        sampler=sampler, guided=guided, total_seconds=time.perf_counter() - start,
     )
     text = render(report)
     print(text)

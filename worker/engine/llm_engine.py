@@ -9,11 +9,14 @@ step finishes; `LLM` wraps it for whole lists.
 """
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 
 from worker.engine.detokenizer import IncrementalDetokenizer
 from worker.engine.engine_args import EngineArgs
+from worker.engine.grammar_vocab import from_tokenizer
+from worker.engine.guided import GuidedDecoder
 from worker.engine.input_batch import build_input_batch
 from worker.engine.model_runner import ModelRunner
 from worker.engine.prompt_logprobs import record_prompt_logprobs
@@ -21,6 +24,7 @@ from worker.engine.request_errors import InvalidRequestError, PromptTooLongError
 from worker.engine.sampler import Sampler
 from worker.engine.scheduler import Scheduler, SchedulerConfig
 from worker.engine.sequence import Sequence
+from worker.guided_decoding import GuidedDecodingError
 from worker.logs import get_logger
 from worker.outputs import CompletionOutput, RequestMetrics, RequestOutput
 from worker.platform import select_platform
@@ -74,6 +78,7 @@ class LLMEngine:
             )
         )
         self.sampler = Sampler(eos_token_ids=eos, seed=args.seed)
+        self.guided = GuidedDecoder(functools.partial(from_tokenizer, self.tokenizer, self.vocab_size, sorted(eos)))
         self.requests: dict[str, RequestState] = {}
 
     # -- requests -------------------------------------------------------------------------
@@ -95,6 +100,7 @@ class LLMEngine:
         self._check_prompt(request_id, prompt_token_ids)
         params = self._resolve_bad_words(sampling_params)
         seqs = [Sequence(request_id, prompt_token_ids, params, index=i) for i in range(params.n)]
+        self._add_matchers(request_id, seqs)
         for seq in seqs:
             self.scheduler.add(seq)
         self.requests[request_id] = RequestState(
@@ -119,6 +125,15 @@ class LLMEngine:
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise InvalidRequestError(f"request {request_id}: token id {bad[0]} outside [0, {self.vocab_size})")
+
+    def _add_matchers(self, request_id: str, seqs: list[Sequence]) -> None:
+        try:
+            for seq in seqs:
+                self.guided.add(seq)
+        except GuidedDecodingError as e:
+            for seq in seqs:
+                self.guided.release(seq)
+            raise InvalidRequestError(f"request {request_id}: {e}") from e
 
     def _resolve_bad_words(self, params: SamplingParams) -> SamplingParams:
         """Bad words that are one token (bare or after a space) are banned; longer ones are
@@ -163,8 +178,10 @@ class LLMEngine:
             record_prompt_logprobs(out.scheduled, logits[num_sampled:])
             logits = logits[:num_sampled]
         sampling_seqs = out.sampling_seqs
-        sampled = self.sampler(logits, sampling_seqs)
+        sampled = self.sampler(logits, sampling_seqs, self.guided.mask(sampling_seqs))
         self.scheduler.postprocess(out.scheduled, sampled)
+        for seq in self.guided.advance(sampling_seqs):
+            self.scheduler.finish(seq, "stop")  # the grammar is complete: nothing else may follow
         touched: dict[str, RequestState] = {}
         for scheduled in out.scheduled:
             state = self.requests[scheduled.seq.request_id]
@@ -187,6 +204,8 @@ class LLMEngine:
     def _finish(self, state: RequestState) -> RequestOutput:
         del self.requests[state.request_id]
         seqs = state.seqs
+        for seq in seqs:  # ended by a stop string, after the matcher last saw it
+            self.guided.release(seq)
         metrics = state.metrics
         metrics.inference_start_time = min(s.first_scheduled_time for s in seqs if s.first_scheduled_time)
         metrics.first_token_time = min((s.first_token_time for s in seqs if s.first_token_time), default=None)

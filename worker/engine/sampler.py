@@ -2,11 +2,13 @@
 
 Order of operations per row (FastDeploy's and vLLM's):
 1. logprobs, when requested, are the RAW model log-softmax (vLLM's default): what the model
-   believed, before penalties and filters.
-2. penalties: repetition (HF/vLLM: over prompt+output tokens, logit>0 ? logit/p : logit*p),
+   believed, before the grammar, penalties and filters.
+2. the grammar's token mask (guided decoding), on the constrained rows only.
+3. penalties: repetition (HF/vLLM: over prompt+output tokens, logit>0 ? logit/p : logit*p),
    then frequency and presence (OpenAI: over output tokens, logit -= f*count + p*(count>0)).
-3. masks: bad words; EOS (unless ignore_eos) and stop_token_ids while output < min_tokens.
-4. temperature 0 -> argmax (ties -> lowest id); else logits/T, top_k, min_p (relative to the
+4. masks: bad words; EOS (unless ignore_eos) and stop_token_ids while output < min_tokens.
+   A constrained row they would empty keeps the grammar's tokens instead.
+5. temperature 0 -> argmax (ties -> lowest id); else logits/T, top_k, min_p (relative to the
    most probable token), top_p (smallest set of mass >= top_p), then one draw.
 
 Cost: a vocabulary row is ~100k wide, so a row is not sorted, partitioned or exponentiated in
@@ -27,6 +29,7 @@ import numpy as np
 
 from worker.engine.scheduler import SampledTokens
 from worker.engine.sequence import Sequence
+from worker.engine.token_mask import TokenMask
 from worker.sampling_params import SamplingParams
 
 # top_p first tries the tokens within these ratios of the most probable one: exact whenever
@@ -209,6 +212,16 @@ def top_logprobs(raw: np.ndarray, token_id: int, k: int) -> dict[int, float]:
     return out
 
 
+def _keep_grammar_alive(logits: np.ndarray, raw: np.ndarray, grammar: TokenMask, processed: list[int]) -> None:
+    """A constrained row whose every allowed token was banned (bad_words, or EOS under
+    min_tokens) samples under the grammar alone: the grammar's rule wins, never a dead row."""
+    banned = set(processed)
+    for i, row in enumerate(grammar.rows):
+        if row in banned and not np.isfinite(logits[row]).any():
+            logits[row] = raw[row]
+            TokenMask([row], grammar.bits[i : i + 1]).apply(logits)
+
+
 @dataclass
 class Sampler:
     eos_token_ids: frozenset[int] = frozenset()
@@ -217,15 +230,19 @@ class Sampler:
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
 
-    def __call__(self, logits: np.ndarray, seqs: list[Sequence]) -> SampledTokens:
+    def __call__(self, logits: np.ndarray, seqs: list[Sequence], grammar: TokenMask | None = None) -> SampledTokens:
         assert logits.ndim == 2 and logits.shape[0] == len(seqs), f"logits {logits.shape} for {len(seqs)} seqs"
-        raw = logits  # logprobs are the model's, before penalties
+        raw = logits  # logprobs are the model's, before penalties and the grammar
         processed = [i for i, s in enumerate(seqs) if _needs_processing(s)]
-        if processed:
+        if processed or grammar is not None:
             logits = logits.astype(np.float32, copy=True)
+            if grammar is not None:
+                grammar.apply(logits)  # first: penalties and filters then see the allowed tokens only
             for i in processed:
                 apply_penalties(logits[i], seqs[i])
                 apply_masks(logits[i], seqs[i], self.eos_token_ids)
+            if grammar is not None and processed:
+                _keep_grammar_alive(logits, raw, grammar, processed)
         token_ids = self._greedy(logits, seqs)
         for i, seq in enumerate(seqs):
             sp = seq.sampling_params
