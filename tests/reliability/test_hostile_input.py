@@ -38,9 +38,11 @@ def test_every_hostile_line_gets_its_own_error_line(tmp_path, tiny_model):
     data = b"\n".join(line for _, line, _ in LINES) + b"\n"
     out = run_batch(tmp_path, data, tiny_model, *EXACT, "--chunk-lines", "5")
     got = [json.loads(x) for x in out.splitlines()]
-    requests = [(name, line, code) for name, line, code in LINES if code != BLANK]
+    # numbered as an editor shows the file: blank lines count
+    requests = [(name, line, code, number) for number, (name, line, code) in enumerate(LINES, start=1)
+                if code != BLANK]
     assert len(got) == len(requests)
-    for number, ((name, _, code), line) in enumerate(zip(requests, got), start=1):
+    for (name, _, code, number), line in zip(requests, got):
         if code is None:
             assert line["error"] is None and line["response"]["status_code"] == 200, (name, line)
         else:
@@ -48,7 +50,7 @@ def test_every_hostile_line_gets_its_own_error_line(tmp_path, tiny_model):
             assert line["error"]["message"].startswith(f"line {number}: "), (name, line)
             assert line["response"]["status_code"] == (404 if code == "model_not_found" else 400), (name, line)
             assert line["response"]["body"] is None
-    by_name = {name: line for (name, _, _), line in zip(requests, got)}
+    by_name = {name: line for (name, *_), line in zip(requests, got)}
     assert "nested too deeply" in by_name["nested 100000 deep"]["error"]["message"]
     assert "NaN" in by_name["NaN"]["error"]["message"]
     assert "body.messages.0.role" in by_name["unknown role"]["error"]["message"]
@@ -59,7 +61,7 @@ def test_every_hostile_line_gets_its_own_error_line(tmp_path, tiny_model):
     assert by_name["max_tokens 10**30"]["response"]["body"]["choices"][0]["finish_reason"] in ("length", "stop")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] == len(requests)
-    assert summary["served"] == sum(code is None for _, _, code in requests)
+    assert summary["served"] == sum(code is None for _, _, code, _ in requests)
     # the same file cut into shards at arbitrary byte offsets: the same bytes
     assert sharded(tmp_path, tiny_model, 4, *EXACT) == out
 
