@@ -93,6 +93,13 @@ def _handler(store: FileStore):
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        def do_DELETE(self):
+            if self._fail():
+                return
+            self.send_response(204 if store.files.pop(self.path, None) is not None else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
     return Handler
 
 
@@ -172,3 +179,7 @@ class S3Bucket:
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for o in listed.get("Contents", []))

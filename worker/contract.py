@@ -21,6 +21,7 @@ FLAG_MODEL = "--model"
 FLAG_BATCH_ID = "--batch-id"
 FLAG_CREATED = "--created"
 FLAG_ERROR_FILE = "--error-file"
+FLAG_DELETE_STAGING = "--delete-staging"
 # gather of a run that stopped early: the unfinished lines become error lines with this code.
 FLAG_CLOSE_UNFINISHED = "--close-unfinished"
 ClosingCode = Literal["batch_cancelled", "batch_expired"]  # OpenAI's codes

@@ -52,6 +52,7 @@ def run_values(cr: dict[str, Any], spec: BatchInferenceSpec, settings: OperatorS
         batch_id=batch_id(meta["uid"]),
         created=created_unix(meta["creationTimestamp"]),
         error_url=spec.output.error_url,
+        delete_staging=not (spec.staging and spec.staging.keep),
     )
 
 

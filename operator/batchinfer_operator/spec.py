@@ -37,6 +37,11 @@ class Output(Location):
                                   description="rejected lines go here (OpenAI's error file); else inline")
 
 
+class Staging(SpecModel):
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    keep: bool = Field(False, description="keep the staged shards after the run ends (else the gather deletes them)")
+
+
 class Credentials(SpecModel):
     # Mounted into every worker pod as environment (envFrom); the operator never reads it.
     secret_name: str = Field(min_length=1, max_length=253)
@@ -113,7 +118,7 @@ class BatchInferenceSpec(SpecModel):
     model: str = Field(min_length=1, max_length=2048, description="s3:// URI, or a path in the image or a mounted volume")
     input: Location
     output: Output
-    staging: Location | None = None
+    staging: Staging | None = None
     credentials: Credentials | None = None
     shards: int = Field(1, ge=1, le=10000)
     parallelism: int | None = Field(None, ge=1)
@@ -150,13 +155,19 @@ class BatchInferenceSpec(SpecModel):
         return self
 
     @property
+    def staging_url(self) -> str | None:
+        return self.staging.url if self.staging else None
+
+    @property
     def effective_parallelism(self) -> int:
         return self.parallelism or self.shards
 
     def built_from(self) -> dict[str, str]:
         """A digest of each field the Jobs and the staged shards are built from (the CRD makes
         them immutable): a Job records them, so a change slipped past the CRD is caught."""
-        fields = self.model_dump(mode="json", include={"shards", "input", "output", "model", "engine", "staging"})
+        # staging.keep is left out: the Jobs' digests then match those of before the field existed.
+        fields = self.model_dump(mode="json", include={"shards": True, "input": True, "output": True, "model": True,
+                                                       "engine": True, "staging": {"url"}})
         return {name: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
                 for name, value in fields.items()}
 

@@ -37,12 +37,12 @@ def validate_spec(raw: Any, settings: OperatorSettings) -> BatchInferenceSpec:
         check_url("output.url", spec.output.url, schemes, mounts, allowed_hosts=hosts)
         if spec.output.error_url is not None:
             check_url("output.errorUrl", spec.output.error_url, schemes, mounts, allowed_hosts=hosts)
-        if spec.staging is not None:
-            check_url("staging.url", spec.staging.url, schemes, mounts, allowed_hosts=hosts)
+        if spec.staging_url is not None:
+            check_url("staging.url", spec.staging_url, schemes, mounts, allowed_hosts=hosts)
         check_url("model", spec.model, schemes, mounts, image_paths_ok=True, allowed_hosts=hosts)
     except URLPolicyError as exc:
         raise InvalidSpecError(str(exc)) from None
-    if spec.staging is None and not spec.output.url.startswith("s3://") and not settings.default_staging_url:
+    if spec.staging_url is None and not spec.output.url.startswith("s3://") and not settings.default_staging_url:
         raise InvalidSpecError(
             "spec.staging.url: required when the output is not on S3 and the operator has no default staging URL"
         )
@@ -51,8 +51,8 @@ def validate_spec(raw: Any, settings: OperatorSettings) -> BatchInferenceSpec:
 
 def staging_base(spec: BatchInferenceSpec, settings: OperatorSettings) -> str:
     """spec.staging, else beside an S3 output, else the operator's default."""
-    if spec.staging is not None:
-        return spec.staging.url
+    if spec.staging_url is not None:
+        return spec.staging_url
     if spec.output.url.startswith("s3://"):
         parent = spec.output.url.rsplit("/", 1)[0] if spec.output.url.count("/") > 2 else spec.output.url
         return f"{parent.rstrip('/')}/{STAGING_DIR_BESIDE_OUTPUT}"

@@ -4,7 +4,7 @@ worker CLI; tests/operator/test_worker_contract.py parses every line built here 
 from pydantic import BaseModel, ConfigDict
 
 from batchinfer_operator.spec import EngineSpec
-from worker.contract import (FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT,
+from worker.contract import (FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED, FLAG_DELETE_STAGING, FLAG_ERROR_FILE, FLAG_INPUT,
                              FLAG_MODEL, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD,
                              WORKER_EXECUTABLE, ClosingCode, engine_flag, negated_flag)
 
@@ -22,6 +22,7 @@ class RunValues(BaseModel):
     batch_id: str
     created: int
     error_url: str | None = None  # rejected lines go here, in OpenAI's error-file shape
+    delete_staging: bool = True
 
 
 def engine_args(engine: EngineSpec) -> list[str]:
@@ -56,6 +57,7 @@ def gather_command(run: RunValues, closing: ClosingCode | None = None) -> list[s
         FLAG_NUM_SHARDS, str(run.num_shards),
         FLAG_OUTPUT, run.output_url,
         *([FLAG_ERROR_FILE, run.error_url] if run.error_url else []),
+        *([FLAG_DELETE_STAGING] if run.delete_staging else []),
         *([FLAG_CLOSE_UNFINISHED, closing, FLAG_INPUT, run.input_url, FLAG_BATCH_ID, run.batch_id,
            FLAG_CREATED, str(run.created)] if closing else []),
     ]

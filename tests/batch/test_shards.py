@@ -210,3 +210,30 @@ def test_run_shard_killed_redoes_at_most_one_chunk(tmp_path, tiny_model):
     assert not list(shard.glob(".*.tmp"))  # the killed chunk's temp file was discarded
     summary = json.loads((tmp_path / "term").read_bytes())
     assert summary["requests"] == 40 and summary["resumed_lines"] == len(before) // 2 * 2
+
+
+@pytest.mark.parametrize("where", ["s3", "http"])
+def test_gather_deletes_staging_once_published_and_a_retry_finishes_the_job(batch, tiny_model, tmp_path, request,
+                                                                           where):
+    if where == "s3":
+        bucket = request.getfixturevalue("s3_server")
+        staging, output, staged = bucket.url("staging/uid-2"), bucket.url("out/r.jsonl"), lambda: bucket.keys("staging/")
+        published = lambda: bucket.get("out/r.jsonl")  # noqa: E731
+    else:
+        server = request.getfixturevalue("http_server")
+        staging, output = server.url("staging/uid-2"), server.url("out/r.jsonl")
+        staged = lambda: sorted(k for k in server.store.files if k.startswith("/staging/"))  # noqa: E731
+        published = lambda: server.store.files["/out/r.jsonl"]  # noqa: E731
+    for i in range(2):
+        assert _shard(batch, staging, i, 2, tiny_model, tmp_path) == 0
+    assert worker_cli("gather", "--staging", staging, "--num-shards", 2, "--output", output) == 0
+    kept = staged()
+    assert len(kept) > 4 and published() == (batch / "whole.jsonl").read_bytes()
+    # A gather that published, marked it, and died removing staging: its retry only finishes removing.
+    from worker import storage
+    from worker.batch.staging import gathered_url, shard_summary_url
+    storage.write_bytes(gathered_url(staging), storage.read_bytes(shard_summary_url(staging, 0)))
+    storage.delete(shard_summary_url(staging, 0))
+    assert worker_cli("gather", "--staging", staging, "--num-shards", 2, "--output", output, "--delete-staging",
+                      "--summary-file", tmp_path / "s.json") == 0
+    assert staged() == [] and published() == (batch / "whole.jsonl").read_bytes()

@@ -94,7 +94,9 @@ def test_gather_job_runs_gather_without_gpus() -> None:
     assert job["metadata"]["name"] == "run-gather"
     assert container["command"] == [
         "worker", "gather", "--staging", f"s3://out/results/.batchinfer-staging/team-a/run-{UID}/",
-        "--num-shards", "4", "--output", "s3://out/results/batch.out.jsonl"]
+        "--num-shards", "4", "--output", "s3://out/results/batch.out.jsonl", "--delete-staging"]
+    _, kept = build(gather_job, **FULL | {"staging": {"keep": True}})
+    assert "--delete-staging" not in kept["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "nvidia.com/gpu" not in str(container["resources"])
     assert job["spec"]["completions"] == 1 and job["spec"]["backoffLimit"] == 5
     assert job["spec"]["activeDeadlineSeconds"] == 3600

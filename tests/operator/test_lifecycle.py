@@ -57,6 +57,7 @@ def test_cancel_mid_run_publishes_what_finished_and_cancels_the_rest(
         assert (line["custom_id"], line["id"], line["response"]) == (reference["custom_id"], reference["id"], None)
     counts = status["requestCounts"]
     assert (counts["total"], counts["failed"]) == (20, len(cancelled) + 1)  # + the line that is not JSON
+    assert s3_server.keys("staging/") == []  # the gather deleted what the run staged
 
     # A second cancel changes nothing; undoing it is refused by the API server.
     cluster.kube.patch(f"{CR_PATH}/c", {"spec": {"cancel": True}})
@@ -74,6 +75,7 @@ def test_a_run_past_its_completion_window_expires_with_every_request_accounted_f
         cluster.kubelet.add_fault("x-shards", index, "hang")
     spec = stoppable_spec(cluster, http_server, s3_server, tiny_model, "x")
     spec["output"]["errorUrl"] = http_server.url("x.errors.jsonl")
+    spec["staging"]["keep"] = True
     cluster.operator.start()
     cluster.create_cr("x", completionWindow="4s", **spec)
     status = cluster.wait_phase("x", {"Expired", "Failed"}, timeout=300)
@@ -86,3 +88,5 @@ def test_a_run_past_its_completion_window_expires_with_every_request_accounted_f
     codes = [e["error"]["code"] for e in errors]
     assert codes.count("batch_expired") == 19 and codes.count("invalid_json") == 1
     assert all(e["response"] is None for e in errors)
+    staged = s3_server.keys("staging/")  # kept, as asked: each shard's summary and its closed lines
+    assert sum(key.endswith("/summary.json") for key in staged) == 3, staged

@@ -72,6 +72,9 @@ class RunManifest(BaseModel):
     identity: BatchIdentity
 
 
+MANIFEST_NAME = "manifest.json"
+
+
 def chunk_name(index: int) -> str:
     return f"part-{index:04d}.jsonl"
 
@@ -81,12 +84,12 @@ def meta_name(index: int) -> str:
 
 
 def load_manifest(prefix: str) -> RunManifest | None:
-    url = storage.join(prefix, "manifest.json")
+    url = storage.join(prefix, MANIFEST_NAME)
     return RunManifest.model_validate_json(storage.read_bytes(url)) if storage.exists(url) else None
 
 
 def save_manifest(prefix: str, manifest: RunManifest) -> None:
-    storage.write_bytes(storage.join(prefix, "manifest.json"), manifest.model_dump_json().encode())
+    storage.write_bytes(storage.join(prefix, MANIFEST_NAME), manifest.model_dump_json().encode())
 
 
 def iter_metas(prefix: str) -> Iterator[ChunkMeta]:
@@ -101,7 +104,7 @@ def clear(prefix: str) -> None:
     for meta in list(iter_metas(prefix)):
         storage.delete(storage.join(prefix, meta_name(meta.index)))
         storage.delete(storage.join(prefix, chunk_name(meta.index)))
-    storage.delete(storage.join(prefix, "manifest.json"))
+    storage.delete(storage.join(prefix, MANIFEST_NAME))
 
 
 class ChunkWriter:

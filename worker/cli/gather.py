@@ -17,11 +17,12 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
 from worker.batch.ids import BatchIdentity
 from worker.batch.runner import input_size
+from worker.batch import staging
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
 from worker.cli.run_batch import add_error_file_flag
 from worker.contract import (CLOSING_CODES, ENV_TERMINATION_LOG, FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED,
-                             FLAG_INPUT, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, ClosingCode)
+                             FLAG_DELETE_STAGING, FLAG_INPUT, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, ClosingCode)
 from worker.logs import get_logger
 
 HELP = "Concatenate finished shards from staging into the output URL"
@@ -38,6 +39,7 @@ class GatherFlags(BaseModel):
     batch_id: str | None = None
     created: int | None = Field(None, ge=0)
     output_tmp_dir: str | None = None
+    delete_staging: bool = False
     summary_file: str | None = None
     termination_message_path: str | None = None
 
@@ -55,6 +57,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="output JSONL: path, http(s):// (PUT) or s3://")
     parser.add_argument("--output-tmp-dir", help="local directory for the file before an HTTP upload")
     add_error_file_flag(parser)
+    parser.add_argument(FLAG_DELETE_STAGING, dest="delete_staging", action="store_true",
+                        help="once the output is published, delete what the run staged")
     parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
     closing = parser.add_argument_group("a run stopped early (cancelled or expired)")
@@ -127,19 +131,34 @@ def close_unfinished(flags: GatherFlags) -> None:
                     flags.close_unfinished)
 
 
-def gather(flags: GatherFlags) -> Summary:
+def publish(flags: GatherFlags) -> Summary:
     t0 = time.monotonic()
+    if flags.close_unfinished:
+        close_unfinished(flags)
+    summaries = [shard_summary(flags.staging_url, i) for i in range(flags.num_shards)]
+    check_coverage(summaries)
+    chunks = [c for i, s in enumerate(summaries) for c in shard_chunks(flags.staging_url, i, s)]
+    total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
+    log.info("gather.done", output=storage.parse_url(flags.output_file).safe, chunks=len(chunks), **copy_stats)
+    return Summary.build(total, None, time.monotonic() - t0, len(chunks), num_shards=flags.num_shards)
+
+
+def gather(flags: GatherFlags) -> Summary:
+    mark = staging.gathered_url(flags.staging_url)
     try:
-        if flags.close_unfinished:
-            close_unfinished(flags)
-        summaries = [shard_summary(flags.staging_url, i) for i in range(flags.num_shards)]
-        check_coverage(summaries)
-        chunks = [c for i, s in enumerate(summaries) for c in shard_chunks(flags.staging_url, i, s)]
-        total, copy_stats = assemble(chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
+        if flags.delete_staging and storage.exists(mark):  # published by an attempt that died removing staging
+            summary = Summary.model_validate_json(storage.read_bytes(mark))
+        else:
+            summary = publish(flags)
+        if flags.delete_staging:
+            storage.write_bytes(mark, summary.to_json())
     except storage.StorageError as exc:
         raise BatchRunError(f"gather failed: {exc}") from None
-    log.info("gather.done", output=storage.parse_url(flags.output_file).safe, chunks=len(chunks), **copy_stats)
-    summary = Summary.build(total, None, time.monotonic() - t0, len(chunks), num_shards=flags.num_shards)
+    if flags.delete_staging:
+        try:
+            log.info("staging.removed", chunks=staging.remove(flags.staging_url, flags.num_shards))
+        except storage.StorageError as exc:  # the output is published: a cleanup failure loses nothing
+            log.warning("staging.kept", staging=storage.parse_url(flags.staging_url).safe, error=str(exc))
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
     if flags.termination_message_path:
