@@ -16,9 +16,12 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
+from worker.cli.metrics_flags import add_metrics_flags, metrics_options
 from worker.cli.run_batch import add_error_file_flag
-from worker.contract import ENV_TERMINATION_LOG, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING
+from worker.contract import DEFAULT_METRICS_PORT, ENV_TERMINATION_LOG, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING
 from worker.logs import get_logger
+from worker.metrics import WorkerMetrics
+from worker.metrics_server import serving
 
 HELP = "Concatenate finished shards from staging into the output URL"
 log = get_logger(__name__)
@@ -43,6 +46,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_error_file_flag(parser)
     parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
+    add_metrics_flags(parser, DEFAULT_METRICS_PORT)
 
 
 def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> GatherFlags:
@@ -53,7 +57,13 @@ def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> GatherF
 
 def run(args: argparse.Namespace) -> int:
     try:
-        summary = gather(parse_flags(args, os.environ))
+        flags = parse_flags(args, os.environ)
+        # Its phase only: the counts are the shards' (summing them again would count each line twice).
+        metrics = WorkerMetrics()
+        with serving(metrics.registry, metrics_options(args, os.environ, DEFAULT_METRICS_PORT)):
+            metrics.set_phase("publishing")
+            summary = gather(flags)
+            metrics.set_phase("done")
     except BatchRunError as exc:
         print(f"worker gather: error: {exc}", file=sys.stderr)
         return 1
