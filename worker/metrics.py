@@ -5,8 +5,6 @@ chunks (their ChunkStats are what the summary sums, so the two cannot drift, and
 once however often its pod restarts); the engine gauges and the step histogram by every step."""
 
 import time
-from collections.abc import Iterable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.batch.checkpoint import ChunkMeta, ChunkStats
@@ -49,10 +47,6 @@ class WorkerMetrics:
         self.phase = Gauge(METRIC_PHASE, "1 for the phase this pod is in", [LABEL_PHASE], registry=r)
         for phase in PHASES:
             self.phase.labels(phase).set(0)
-        for name in (ATTEMPT_RESUMED, ATTEMPT_CURRENT):  # both series exist from the start
-            for counter in (self.success, self.prompt_tokens, self.generation_tokens, self.cached_tokens,
-                            self.bytes_done):
-                counter.labels(name)
         self._start = self._end = self._done_to = 0
 
     def set_phase(self, phase: str) -> None:
@@ -60,14 +54,18 @@ class WorkerMetrics:
         for name in PHASES:
             self.phase.labels(name).set(1 if name == phase else 0)
 
-    def start_range(self, start: int, end: int, input_size: int, resumed: Iterable[ChunkMeta]) -> None:
-        """This pod's byte range, and the chunks earlier attempts committed (counted as resumed)."""
+    def start_range(self, start: int, end: int, input_size: int, resumed: ChunkStats, resumed_to: int) -> None:
+        """This pod's byte range and what earlier attempts committed of it: its lines, and the
+        input read up to resumed_to. The done counters have no sample until now (a reader keeps
+        its last figures): their first ones already hold the resumed work, never less."""
         self.range_start.set(start)
         self.range_end.set(end)
         self.input_size.set(input_size)
         self._start, self._end, self._done_to = start, end, start
-        for meta in resumed:
-            self.record_chunk(meta, ATTEMPT_RESUMED)
+        self.record_stats(resumed, ATTEMPT_RESUMED)
+        self._advance(resumed_to, ATTEMPT_RESUMED)
+        self.record_stats(ChunkStats(), ATTEMPT_CURRENT)
+        self._advance(start, ATTEMPT_CURRENT)
 
     def record_chunk(self, meta: ChunkMeta, attempt: str = ATTEMPT_CURRENT) -> None:
         """A committed chunk: its lines and tokens, and the input read up to its end."""
@@ -88,10 +86,9 @@ class WorkerMetrics:
 
     def _advance(self, offset: int, attempt: str) -> None:
         # The last line may end past the range; done never exceeds end - start.
-        to = min(max(offset, self._start), self._end)
-        if to > self._done_to:
-            self.bytes_done.labels(attempt).inc(to - self._done_to)
-            self._done_to = to
+        to = max(min(offset, self._end), self._done_to)
+        self.bytes_done.labels(attempt).inc(to - self._done_to)
+        self._done_to = to
 
     def observe_step(self, seconds: float, stats: EngineStats) -> None:
         self.step_time.observe(seconds)

@@ -97,6 +97,13 @@ def iter_metas(prefix: str) -> Iterator[ChunkMeta]:
         index += 1
 
 
+def total_stats(metas: list[ChunkMeta]) -> ChunkStats:
+    total = ChunkStats()
+    for meta in metas:
+        total.merge(meta.stats)
+    return total
+
+
 def clear(prefix: str) -> None:
     for meta in list(iter_metas(prefix)):
         storage.delete(storage.join(prefix, meta_name(meta.index)))

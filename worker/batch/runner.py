@@ -84,8 +84,8 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine], metrics: WorkerM
     ident = open_checkpoint(job)
     structlog.contextvars.bind_contextvars(batch_id=ident.batch_id)
     done = list(checkpoint.iter_metas(job.prefix))
-    metrics.start_range(job.start, job.end, job.input_size, done)
     resume_at = done[-1].end_offset if done else job.start
+    metrics.start_range(job.start, job.end, job.input_size, checkpoint.total_stats(done), resume_at)
     this_attempt = ChunkStats()
     serving_s = 0.0
     # A range inside one long line has no line of its own: no model to load for it.
@@ -99,9 +99,7 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine], metrics: WorkerM
         serving_s = time.monotonic() - t_serve
     metrics.finish_range()
     metas = list(checkpoint.iter_metas(job.prefix))
-    total = ChunkStats()
-    for meta in metas:
-        total.merge(meta.stats)
+    total = checkpoint.total_stats(metas)
     chunks = [ChunkRef(storage.join(job.prefix, checkpoint.chunk_name(m.index)), m) for m in metas]
     return RangeResult(chunks, total, this_attempt, time.monotonic() - t0, serving_s)
 

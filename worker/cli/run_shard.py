@@ -21,7 +21,7 @@ from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
 from worker.cli.metrics_flags import add_metrics_flags, metrics_options
 from worker.cli.run_batch import add_run_flags, served_models, window
-from worker.contract import (ATTEMPT_RESUMED, DEFAULT_METRICS_PORT, ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT,
+from worker.contract import (DEFAULT_METRICS_PORT, ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT,
                              FLAG_NUM_SHARDS, FLAG_STAGING, TERMINATION_LOG)
 from worker.engine.engine_args import EngineArgs
 from worker.metrics import WorkerMetrics
@@ -112,11 +112,10 @@ def _show_finished(metrics: WorkerMetrics, summary: Summary) -> None:
     metrics.set_phase("publishing")
     if summary.byte_start is None:
         return  # staged before summaries recorded their byte ranges
-    metrics.start_range(summary.byte_start, summary.byte_end, summary.input_bytes, [])
-    metrics.record_stats(ChunkStats(lines=summary.requests, served=summary.served, failed=summary.failed,
-                                    prompt_tokens=summary.prompt_tokens, completion_tokens=summary.completion_tokens,
-                                    cached_tokens=summary.cached_tokens), ATTEMPT_RESUMED)
-    metrics.finish_range(ATTEMPT_RESUMED)
+    stats = ChunkStats(lines=summary.requests, served=summary.served, failed=summary.failed,
+                       prompt_tokens=summary.prompt_tokens, completion_tokens=summary.completion_tokens,
+                       cached_tokens=summary.cached_tokens)
+    metrics.start_range(summary.byte_start, summary.byte_end, summary.input_bytes, stats, summary.byte_end)
 
 
 def _serve(flags: RunShardFlags, engine: EngineArgs, prefix: str, metrics: WorkerMetrics) -> Summary:
