@@ -45,8 +45,7 @@ class WorkerMetrics:
         self.step_time = Histogram("batchinfer:step_duration_seconds", "Wall time of one engine step",
                                    buckets=STEP_BUCKETS, registry=r)
         self.phase = Gauge(METRIC_PHASE, "1 for the phase this pod is in", [LABEL_PHASE], registry=r)
-        for phase in PHASES:
-            self.phase.labels(phase).set(0)
+        self.set_phase("loading")  # every command starts here
         self._start = self._end = self._done_to = 0
 
     def set_phase(self, phase: str) -> None:

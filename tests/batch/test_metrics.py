@@ -4,7 +4,7 @@ run's summary."""
 
 import json
 
-from tests.batch.conftest import ENGINE_FLAGS, FIXED, request, worker_process
+from tests.batch.conftest import ENGINE_FLAGS, FIXED, request, worker_cli, worker_process
 from tests.batch.scrape import assert_never_backwards, by_label, free_port, phase, scrape_while, total
 from worker import contract as C
 
@@ -88,3 +88,18 @@ def test_a_killed_shard_rerun_never_shows_fewer_done_bytes_than_before_the_kill(
     summary = json.loads((tmp_path / "termination-log").read_text())
     assert summary["resumed_lines"] > 0
     _assert_final_is_the_summary(after[-1], summary, end - start)
+
+
+def test_gather_reports_its_phase_and_no_counts(tiny_model, tmp_path):
+    inp, _ = _input(tmp_path, 6)
+    staging = tmp_path / "staging"
+    assert worker_cli("run-shard", "--input", inp, "--staging", staging, "--num-shards", "1", "--shard-index", "0",
+                      "--model", tiny_model, "--termination-message-path", tmp_path / "tm", *ENGINE_FLAGS,
+                      *FIXED) == 0
+    port = free_port()
+    proc = worker_process("gather", "--staging", staging, "--num-shards", "1", "--output", tmp_path / "out.jsonl",
+                          "--metrics-port", port, "--metrics-linger-seconds", "60")
+    snaps = scrape_while(proc, port)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
+    assert snaps and {phase(s) for s in snaps} <= {"loading", "publishing", "done"} and phase(snaps[-1]) == "done"
+    assert all(total(s, name) is None for s in snaps for name in COUNTERS)  # the shards' counts, not again
