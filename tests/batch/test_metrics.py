@@ -88,6 +88,14 @@ def test_a_killed_shard_rerun_never_shows_fewer_done_bytes_than_before_the_kill(
     summary = json.loads((tmp_path / "termination-log").read_text())
     assert summary["resumed_lines"] > 0
     _assert_final_is_the_summary(after[-1], summary, end - start)
+    # Run once more, as a retried pod of a finished shard: it re-reports all of it, as resumed.
+    again = worker_process(*args, "--metrics-linger-seconds", "60")
+    last = scrape_while(again, port)
+    assert again.wait(timeout=60) == 0, again.stderr.read().decode()
+    assert_never_backwards(before + after + last, COUNTERS, series=False)
+    assert total(last[-1], C.METRIC_INPUT_BYTES_DONE, attempt=C.ATTEMPT_CURRENT) == 0
+    assert total(last[-1], C.METRIC_INPUT_BYTES_DONE, attempt=C.ATTEMPT_RESUMED) == end - start
+    _assert_final_is_the_summary(last[-1], summary | {"resumed_lines": summary["requests"]}, end - start)
 
 
 def test_gather_reports_its_phase_and_no_counts(tiny_model, tmp_path):

@@ -80,7 +80,6 @@ def run_range(job: RangeJob, load_engine: Callable[[], Engine], metrics: WorkerM
     """metrics: fed with the chunks committed, earlier attempts' first, and the engine's steps."""
     metrics = metrics or WorkerMetrics()
     t0 = time.monotonic()
-    metrics.set_phase("loading")
     ident = open_checkpoint(job)
     structlog.contextvars.bind_contextvars(batch_id=ident.batch_id)
     done = list(checkpoint.iter_metas(job.prefix))

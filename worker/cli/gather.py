@@ -16,12 +16,10 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import validated
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
-from worker.cli.metrics_flags import add_metrics_flags, metrics_options
+from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.cli.run_batch import add_error_file_flag
 from worker.contract import DEFAULT_METRICS_PORT, ENV_TERMINATION_LOG, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING
 from worker.logs import get_logger
-from worker.metrics import WorkerMetrics
-from worker.metrics_server import serving
 
 HELP = "Concatenate finished shards from staging into the output URL"
 log = get_logger(__name__)
@@ -59,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         flags = parse_flags(args, os.environ)
         # Its phase only: the counts are the shards' (summing them again would count each line twice).
-        metrics = WorkerMetrics()
-        with serving(metrics.registry, metrics_options(args, os.environ, DEFAULT_METRICS_PORT)):
+        with served_metrics(args, os.environ, DEFAULT_METRICS_PORT) as metrics:
             metrics.set_phase("publishing")
             summary = gather(flags)
             metrics.set_phase("done")

@@ -1,13 +1,15 @@
 """The metrics flags of run-batch, run-shard and gather: a flag, else the pod's environment."""
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
 from worker.batch.errors import BatchRunError
 from worker.contract import ENV_METRICS_ADDRESS, ENV_METRICS_PORT, FLAG_METRICS_PORT, METRICS_PATH
-from worker.metrics_server import MetricsOptions
+from worker.metrics import WorkerMetrics
+from worker.metrics_server import MetricsOptions, serving
 
 
 def add_metrics_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
@@ -29,3 +31,11 @@ def metrics_options(args: argparse.Namespace, environ: Mapping[str, str], defaul
         err = exc.errors()[0]
         raise BatchRunError(f"invalid arguments: metrics {err['loc'][0]} ({FLAG_METRICS_PORT} or "
                             f"${ENV_METRICS_PORT}): {err['msg']}") from None
+
+
+@contextmanager
+def served_metrics(args: argparse.Namespace, environ: Mapping[str, str], default_port: int) -> Iterator[WorkerMetrics]:
+    """A run's metrics, served as the flags and the environment say for the block's duration."""
+    metrics = WorkerMetrics()
+    with serving(metrics.registry, metrics_options(args, environ, default_port)):
+        yield metrics

@@ -17,11 +17,10 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import add_engine_flags, engine_args, engine_fingerprint, validated
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
-from worker.cli.metrics_flags import add_metrics_flags, metrics_options
+from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.contract import FLAG_BATCH_ID, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_OUTPUT
 from worker.engine.engine_args import EngineArgs
 from worker.metrics import WorkerMetrics
-from worker.metrics_server import serving
 
 HELP = "Run a JSONL batch file (local, http(s)://, s3://) through the model"
 
@@ -92,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         flags = validated(RunBatchFlags, args)
         engine = engine_args(args, flags.model)  # the engine's arguments, built once
-        metrics = WorkerMetrics()
-        with serving(metrics.registry, metrics_options(args, os.environ, default_port=0)):
+        with served_metrics(args, os.environ, default_port=0) as metrics:
             summary = _run(flags, engine, metrics)
     except (BatchRunError, storage.StorageError) as exc:
         print(f"worker run-batch: error: {exc}", file=sys.stderr)

@@ -19,13 +19,12 @@ from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
-from worker.cli.metrics_flags import add_metrics_flags, metrics_options
+from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.cli.run_batch import add_run_flags, served_models, window
 from worker.contract import (DEFAULT_METRICS_PORT, ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT,
                              FLAG_NUM_SHARDS, FLAG_STAGING, TERMINATION_LOG)
 from worker.engine.engine_args import EngineArgs
 from worker.metrics import WorkerMetrics
-from worker.metrics_server import serving
 
 HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
 
@@ -78,8 +77,7 @@ def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[R
 def run(args: argparse.Namespace) -> int:
     try:
         flags, engine = parse_flags(args, os.environ)
-        metrics = WorkerMetrics()
-        with serving(metrics.registry, metrics_options(args, os.environ, DEFAULT_METRICS_PORT)):
+        with served_metrics(args, os.environ, DEFAULT_METRICS_PORT) as metrics:
             summary = _run(flags, engine, metrics)
     except (BatchRunError, storage.StorageError) as exc:  # e.g. staging unreachable
         print(f"worker run-shard: error: {exc}", file=sys.stderr)
