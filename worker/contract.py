@@ -96,3 +96,34 @@ class ShardSummary(BaseModel):
     @property
     def failed_total(self) -> int:
         return sum(self.failed.values())
+
+
+# -- Worker metrics (issue 16): every worker pod serves Prometheus text on a named port. -------
+# Names follow vLLM's (`vllm:` -> `batchinfer:`, same suffixes) where one fits.
+METRICS_PORT_NAME = "metrics"  # the container port's name, which the PodMonitor selects
+DEFAULT_METRICS_PORT = 8000  # run-shard and gather listen here unless told otherwise (0: off)
+METRICS_PATH = "/metrics"
+FLAG_METRICS_PORT = "--metrics-port"
+ENV_METRICS_PORT = "BATCHINFER_WORKER_METRICS_PORT"
+# The address to listen on (default all): the pod template sets the pod's IP, which is where it
+# is scraped, so pods sharing one network namespace (the tests' kubelet player) do not collide.
+ENV_METRICS_ADDRESS = "BATCHINFER_WORKER_METRICS_ADDRESS"
+
+# The "done" counters move when a checkpoint chunk is committed, so a line counts once however
+# often its pod restarts. Their `attempt` label says whose work it was: `resumed` (chunks of an
+# earlier attempt, counted at start) or `current` (this process). Progress: sum over both.
+LABEL_ATTEMPT = "attempt"
+ATTEMPT_RESUMED = "resumed"
+ATTEMPT_CURRENT = "current"
+LABEL_CODE = "code"  # the error code of a failed line
+LABEL_PHASE = "phase"
+METRIC_INPUT_BYTES_DONE = "batchinfer:input_bytes_done_total"  # of [range start, range end)
+METRIC_RANGE_START = "batchinfer:range_start_bytes"  # the pod's byte range of the input
+METRIC_RANGE_END = "batchinfer:range_end_bytes"
+METRIC_INPUT_SIZE = "batchinfer:input_size_bytes"  # the whole input: run progress = sum(done) / this
+METRIC_REQUEST_SUCCESS = "batchinfer:request_success_total"  # served lines
+METRIC_REQUEST_FAILURE = "batchinfer:request_failure_total"  # error lines, by code
+METRIC_PROMPT_TOKENS = "batchinfer:prompt_tokens_total"
+METRIC_GENERATION_TOKENS = "batchinfer:generation_tokens_total"
+METRIC_PHASE = "batchinfer:phase"  # 1 for the phase the pod is in, else 0
+PHASES = ("loading", "serving", "publishing", "done")

@@ -49,3 +49,13 @@ class RequestOutput:
     prompt_logprobs: list[dict[int, float] | None] | None = None
     error_code: int = 200
     error_msg: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """The engine's load between two steps (the worker's metrics show it)."""
+
+    num_requests_running: int  # requests with a sequence being computed
+    num_requests_waiting: int  # requests queued, none of their sequences computed yet
+    kv_blocks_used: int  # KV-cache blocks held by sequences (free cached blocks are not)
+    kv_blocks_total: int

@@ -4,7 +4,8 @@ from typing import Any
 
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
-from worker.contract import ENV_TERMINATION_LOG, TERMINATION_LOG
+from worker.contract import (DEFAULT_METRICS_PORT, ENV_METRICS_ADDRESS, ENV_METRICS_PORT, ENV_TERMINATION_LOG,
+                             METRICS_PORT_NAME, TERMINATION_LOG)
 
 SCRATCH_VOLUME = "scratch"
 SCRATCH_PATH = "/tmp"
@@ -18,7 +19,11 @@ _BASE_ENV = [
     {"name": "PYTHONUNBUFFERED", "value": "1"},
     {"name": "LOG_FORMAT", "value": "json"},
     {"name": ENV_TERMINATION_LOG, "value": TERMINATION_LOG},
+    # Metrics are served on the pod's own IP, where the operator and Prometheus scrape them.
+    {"name": ENV_METRICS_PORT, "value": str(DEFAULT_METRICS_PORT)},
+    {"name": ENV_METRICS_ADDRESS, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
 ]
+METRICS_PORT = {"name": METRICS_PORT_NAME, "containerPort": DEFAULT_METRICS_PORT, "protocol": "TCP"}
 
 GATHER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
 
@@ -62,6 +67,7 @@ def _container(
         "image": worker.image or settings.worker_image,
         "command": command,
         "env": _BASE_ENV + list(worker.env),
+        "ports": [METRICS_PORT],
         "resources": resources,
         "securityContext": container_security_context(settings),
         "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}, *worker.volume_mounts],

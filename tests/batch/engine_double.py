@@ -1,7 +1,7 @@
 """A test-only engine double for the pipeline's ordering and checkpoint logic (the real engine
 is used by the end-to-end tests). It finishes requests out of order, over several steps."""
 
-from worker.outputs import CompletionOutput, RequestOutput
+from worker.outputs import CompletionOutput, EngineStats, RequestOutput
 
 
 class ByteTokenizer:
@@ -39,6 +39,10 @@ class EngineDouble:
 
     def has_unfinished_requests(self) -> bool:
         return bool(self.pending)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(num_requests_running=len(self.pending), num_requests_waiting=0,
+                           kv_blocks_used=len(self.pending), kv_blocks_total=64)
 
     def step(self) -> list[RequestOutput]:
         self.steps += 1

@@ -89,3 +89,18 @@ def by_identity(objects: list[dict]) -> dict[tuple[str, str, str], dict]:
 
 def read_yaml(path: Path) -> list[dict]:
     return load_all(path.read_text())
+
+
+def unknown_fields(obj, schema: dict, path: str = "") -> list[str]:
+    """Fields the API server's strict field validation would refuse (kubectl apply's default)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(obj, dict) and "properties" in schema:
+        found = [f"{path}.{k}" for k in obj if k not in schema["properties"]]
+        return found + [u for k, v in obj.items() if k in schema["properties"]
+                        for u in unknown_fields(v, schema["properties"][k], f"{path}.{k}")]
+    if isinstance(obj, dict) and isinstance(schema.get("additionalProperties"), dict):
+        return [u for k, v in obj.items() for u in unknown_fields(v, schema["additionalProperties"], f"{path}.{k}")]
+    if isinstance(obj, list) and "items" in schema:
+        return [u for i, v in enumerate(obj) for u in unknown_fields(v, schema["items"], f"{path}[{i}]")]
+    return []

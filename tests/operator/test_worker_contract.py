@@ -22,6 +22,7 @@ from worker.batch.checkpoint import ChunkStats
 from worker.batch.errors import BatchRunError
 from worker.batch.summary import Summary
 from worker.cli import build_parser, gather, run_shard
+from worker.cli.metrics_flags import metrics_options
 from worker.storage.sync import resolve_model_dir
 
 SETTINGS = OperatorSettings()
@@ -81,6 +82,7 @@ def test_the_worker_parses_every_shard_command_line_into_what_the_cr_asked(engin
     assert (flags.input_file, flags.staging_url, flags.num_shards, flags.model, flags.batch_id, flags.created) == (
         obj["spec"]["input"]["url"], run.staging_url, 3, obj["spec"]["model"], run.batch_id, run.created)
     assert (flags.shard_index, flags.termination_message_path) == (2, contract.TERMINATION_LOG)
+    assert_serves_metrics_on_its_named_port(container, args)
     for name, value in spec.engine.model_dump(exclude_none=True).items():
         assert getattr(engine_args, name) == value, name
     assert engine_args.model == spec.model
@@ -98,6 +100,18 @@ def test_the_worker_parses_the_gather_command_line_into_what_the_cr_asked(error_
     assert (flags.staging_url, flags.num_shards, flags.output_file, flags.error_file) == (
         run.staging_url, 3, obj["spec"]["output"]["url"], error_url)
     assert flags.termination_message_path == contract.TERMINATION_LOG
+    assert_serves_metrics_on_its_named_port(container, args)
+
+
+def assert_serves_metrics_on_its_named_port(container: dict[str, Any], args) -> None:
+    """The worker listens where the container's named port says, on the pod's IP."""
+    [port] = container["ports"]
+    assert (port["name"], port["containerPort"]) == (contract.METRICS_PORT_NAME, contract.DEFAULT_METRICS_PORT)
+    env = {e["name"]: e for e in container["env"]}
+    address = env[contract.ENV_METRICS_ADDRESS]["valueFrom"]["fieldRef"]["fieldPath"]
+    options = metrics_options(args, pod_environ(container) | {contract.ENV_METRICS_ADDRESS: "10.1.2.3"},
+                              default_port=0)  # what the pod's environment says, not a default
+    assert (address, options.port, options.address) == ("status.podIP", port["containerPort"], "10.1.2.3")
 
 
 def test_the_api_server_accepts_every_variant_and_the_jobs_built_from_it(kube: KubeClient) -> None:

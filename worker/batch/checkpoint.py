@@ -2,7 +2,7 @@
 `part-KKKK.json` metadata, which is written last and so marks the chunk complete. A restarted
 run keeps the complete chunks and resumes reading the input at the last one's end offset."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pydantic import BaseModel, Field
 
@@ -100,6 +100,13 @@ def iter_metas(prefix: str) -> Iterator[ChunkMeta]:
         index += 1
 
 
+def total_stats(metas: list[ChunkMeta]) -> ChunkStats:
+    total = ChunkStats()
+    for meta in metas:
+        total.merge(meta.stats)
+    return total
+
+
 def clear(prefix: str) -> None:
     for meta in list(iter_metas(prefix)):
         storage.delete(storage.join(prefix, meta_name(meta.index)))
@@ -109,10 +116,13 @@ def clear(prefix: str) -> None:
 
 class ChunkWriter:
     """Receives output lines in input order and publishes a chunk every chunk_lines lines.
-    start: the byte offset where the run reads from; the RawLine.index values count from there."""
+    start: the byte offset where the run reads from; the RawLine.index values count from there.
+    on_commit: called with each chunk's metadata once the chunk is committed (the metrics)."""
 
-    def __init__(self, prefix: str, chunk_lines: int, first_index: int, start: int, tmp_dir: str | None = None):
+    def __init__(self, prefix: str, chunk_lines: int, first_index: int, start: int, tmp_dir: str | None = None,
+                 on_commit: Callable[[ChunkMeta], None] | None = None):
         self.prefix, self.chunk_lines, self.index, self.tmp_dir = prefix, chunk_lines, first_index, tmp_dir
+        self.on_commit = on_commit
         self._writer = None
         self._meta: ChunkMeta | None = None
         self._hashes: list[str] = []
@@ -161,6 +171,8 @@ class ChunkWriter:
         storage.write_bytes(storage.join(self.prefix, meta_name(self.index)), meta.model_dump_json().encode(),
                             self.tmp_dir)
         log.info("chunk.done", chunk=self.index, lines=meta.stats.lines, end_offset=meta.end_offset)
+        if self.on_commit is not None:
+            self.on_commit(meta)
         self._span_line, self._span_offset = span_end_line, meta.end_offset
         self._writer, self._meta, self._hashes, self._row_lines = None, None, [], []
         self.index += 1

@@ -17,7 +17,7 @@ from worker.batch.lines import RawLine
 from worker.batch.parse import ParsedRequest, parse_line
 from worker.batch.prepare import EnginePrompt, Tokenizer, build_prompts
 from worker.engine.request_errors import PromptTooLongError
-from worker.outputs import RequestOutput
+from worker.outputs import EngineStats, RequestOutput
 from worker.sampling_params import SamplingParams
 
 
@@ -30,6 +30,7 @@ class Engine(Protocol):
     def abort_request(self, request_id: str) -> None: ...
     def has_unfinished_requests(self) -> bool: ...
     def step(self) -> list[RequestOutput]: ...
+    def stats(self) -> EngineStats: ...
 
 
 class Sink(Protocol):

@@ -18,6 +18,7 @@ from worker.batch.ids import BatchIdentity
 from worker.batch.lines import RawLine, has_line_start, iter_lines
 from worker.batch.pipeline import Engine, run_pipeline
 from worker.logs import get_logger
+from worker.metrics import MeteredEngine, WorkerMetrics
 
 log = get_logger(__name__)
 
@@ -75,33 +76,36 @@ def open_checkpoint(job: RangeJob) -> BatchIdentity:
     return ident
 
 
-def run_range(job: RangeJob, load_engine: Callable[[], Engine]) -> RangeResult:
+def run_range(job: RangeJob, load_engine: Callable[[], Engine], metrics: WorkerMetrics | None = None) -> RangeResult:
+    """metrics: fed with the chunks committed, earlier attempts' first, and the engine's steps."""
+    metrics = metrics or WorkerMetrics()
     t0 = time.monotonic()
     ident = open_checkpoint(job)
     structlog.contextvars.bind_contextvars(batch_id=ident.batch_id)
     done = list(checkpoint.iter_metas(job.prefix))
     resume_at = done[-1].end_offset if done else job.start
+    metrics.start_range(job.start, job.end, job.input_size, checkpoint.total_stats(done), resume_at)
     this_attempt = ChunkStats()
     serving_s = 0.0
     # A range inside one long line has no line of its own: no model to load for it.
     if has_line_start(job.input_url, resume_at, job.end):
         log.info("run.start", input=storage.parse_url(job.input_url).safe, start=job.start, end=job.end,
                  resume_at=resume_at, chunks_done=len(done))
-        engine = load_engine()
+        engine = MeteredEngine(load_engine(), metrics)
+        metrics.set_phase("serving")
         t_serve = time.monotonic()
-        _serve(job, ident, engine, resume_at, len(done), this_attempt)
+        _serve(job, ident, engine, resume_at, len(done), this_attempt, metrics)
         serving_s = time.monotonic() - t_serve
+    metrics.finish_range()
     metas = list(checkpoint.iter_metas(job.prefix))
-    total = ChunkStats()
-    for meta in metas:
-        total.merge(meta.stats)
+    total = checkpoint.total_stats(metas)
     chunks = [ChunkRef(storage.join(job.prefix, checkpoint.chunk_name(m.index)), m) for m in metas]
     return RangeResult(chunks, total, this_attempt, time.monotonic() - t0, serving_s)
 
 
 def _serve(job: RangeJob, ident: BatchIdentity, engine: Engine, resume_at: int, first_chunk: int,
-           stats: ChunkStats) -> None:
-    writer = ChunkWriter(job.prefix, job.chunk_lines, first_chunk, resume_at, job.tmp_dir)
+           stats: ChunkStats, metrics: WorkerMetrics) -> None:
+    writer = ChunkWriter(job.prefix, job.chunk_lines, first_chunk, resume_at, job.tmp_dir, metrics.record_chunk)
     lines = _Tally(iter_lines(job.input_url, resume_at, job.end))
     bar = tqdm(total=job.end - job.start, initial=resume_at - job.start, unit="B", unit_scale=True,
                desc="run-batch", disable=not job.progress, mininterval=1.0)

@@ -20,9 +20,11 @@ from worker.batch.runner import input_size
 from worker.batch import staging
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
+from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.cli.run_batch import add_error_file_flag
-from worker.contract import (CLOSING_CODES, ENV_TERMINATION_LOG, FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED,
-                             FLAG_DELETE_STAGING, FLAG_INPUT, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, ClosingCode)
+from worker.contract import (CLOSING_CODES, DEFAULT_METRICS_PORT, ENV_TERMINATION_LOG, FLAG_BATCH_ID,
+                             FLAG_CLOSE_UNFINISHED, FLAG_CREATED, FLAG_DELETE_STAGING, FLAG_INPUT, FLAG_NUM_SHARDS,
+                             FLAG_OUTPUT, FLAG_STAGING, ClosingCode)
 from worker.logs import get_logger
 
 HELP = "Concatenate finished shards from staging into the output URL"
@@ -61,6 +63,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="once the output is published, delete what the run staged")
     parser.add_argument("--summary-file", help="also write the batch summary as JSON here")
     parser.add_argument("--termination-message-path", help=f"default: ${ENV_TERMINATION_LOG}, else none")
+    add_metrics_flags(parser, DEFAULT_METRICS_PORT)
     closing = parser.add_argument_group("a run stopped early (cancelled or expired)")
     closing.add_argument(FLAG_CLOSE_UNFINISHED, choices=CLOSING_CODES,
                          help="first write each unfinished shard's remaining lines as error lines with this code")
@@ -77,7 +80,12 @@ def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> GatherF
 
 def run(args: argparse.Namespace) -> int:
     try:
-        summary = gather(parse_flags(args, os.environ))
+        flags = parse_flags(args, os.environ)
+        # Its phase only: the counts are the shards' (summing them again would count each line twice).
+        with served_metrics(args, os.environ, DEFAULT_METRICS_PORT) as metrics:
+            metrics.set_phase("publishing")
+            summary = gather(flags)
+            metrics.set_phase("done")
     except BatchRunError as exc:
         print(f"worker gather: error: {exc}", file=sys.stderr)
         return 1

@@ -17,8 +17,10 @@ from worker.batch.errors import BatchRunError
 from worker.batch.flags import add_engine_flags, engine_args, engine_fingerprint, validated
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
+from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.contract import FLAG_BATCH_ID, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_OUTPUT
 from worker.engine.engine_args import EngineArgs
+from worker.metrics import WorkerMetrics
 
 HELP = "Run a JSONL batch file (local, http(s)://, s3://) through the model"
 
@@ -68,6 +70,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_error_file_flag(parser)
     parser.add_argument("--summary-file", help="also write the run summary as JSON here (path or URL)")
     add_run_flags(parser)
+    add_metrics_flags(parser, default_port=0)
 
 
 def checkpoint_dir(flags: RunBatchFlags) -> str:
@@ -87,7 +90,9 @@ def window(engine: EngineArgs, max_in_flight: int | None) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         flags = validated(RunBatchFlags, args)
-        summary = _run(flags, engine_args(args, flags.model))  # the engine's arguments, built once
+        engine = engine_args(args, flags.model)  # the engine's arguments, built once
+        with served_metrics(args, os.environ, default_port=0) as metrics:
+            summary = _run(flags, engine, metrics)
     except (BatchRunError, storage.StorageError) as exc:
         print(f"worker run-batch: error: {exc}", file=sys.stderr)
         return 1
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(flags: RunBatchFlags, engine: EngineArgs) -> Summary:
+def _run(flags: RunBatchFlags, engine: EngineArgs, metrics: WorkerMetrics) -> Summary:
     load = engine_loader(engine, flags.model_cache_dir)
     size = input_size(flags.input_file)
     for url in filter(None, (flags.output_file, flags.error_file)):
@@ -109,7 +114,8 @@ def _run(flags: RunBatchFlags, engine: EngineArgs) -> Summary:
                    models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
                    created=flags.created, tmp_dir=flags.output_tmp_dir, progress=flags.progress,
                    engine=engine_fingerprint(engine))
-    result = run_range(job, load)
+    result = run_range(job, load, metrics)
+    metrics.set_phase("publishing")
     try:
         final, _ = assemble(result.chunks, flags.output_file, flags.output_tmp_dir, flags.error_file)
     except storage.StorageError as exc:
@@ -118,6 +124,7 @@ def _run(flags: RunBatchFlags, engine: EngineArgs) -> Summary:
     if flags.summary_file:
         storage.write_bytes(flags.summary_file, summary.to_json() + b"\n", flags.output_tmp_dir)
     _discard_checkpoint(prefix)  # published: the checkpoints have served their purpose
+    metrics.set_phase("done")
     return summary
 
 

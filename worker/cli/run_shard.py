@@ -11,6 +11,7 @@ import structlog
 from pydantic import BaseModel, Field, model_validator
 
 from worker import storage
+from worker.batch.checkpoint import ChunkStats
 from worker.batch.engine_loader import engine_loader
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import engine_args, engine_fingerprint, validated
@@ -18,10 +19,12 @@ from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
+from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.cli.run_batch import add_run_flags, served_models, window
-from worker.contract import (ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT, FLAG_NUM_SHARDS, FLAG_STAGING,
-                             TERMINATION_LOG)
+from worker.contract import (DEFAULT_METRICS_PORT, ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT,
+                             FLAG_NUM_SHARDS, FLAG_STAGING, TERMINATION_LOG)
 from worker.engine.engine_args import EngineArgs
+from worker.metrics import WorkerMetrics
 
 HELP = "Serve one shard of a batch file into staging (a pod of the Indexed Job)"
 
@@ -58,6 +61,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--termination-message-path",
                         help=f"default: ${ENV_TERMINATION_LOG} or {TERMINATION_LOG}")
     add_run_flags(parser)
+    add_metrics_flags(parser, DEFAULT_METRICS_PORT)
 
 
 def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[RunShardFlags, EngineArgs]:
@@ -72,7 +76,9 @@ def parse_flags(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[R
 
 def run(args: argparse.Namespace) -> int:
     try:
-        summary = _run(*parse_flags(args, os.environ))
+        flags, engine = parse_flags(args, os.environ)
+        with served_metrics(args, os.environ, DEFAULT_METRICS_PORT) as metrics:
+            summary = _run(flags, engine, metrics)
     except (BatchRunError, storage.StorageError) as exc:  # e.g. staging unreachable
         print(f"worker run-shard: error: {exc}", file=sys.stderr)
         return 1
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(flags: RunShardFlags, engine: EngineArgs) -> Summary:
+def _run(flags: RunShardFlags, engine: EngineArgs, metrics: WorkerMetrics) -> Summary:
     structlog.contextvars.bind_contextvars(shard_index=flags.shard_index, num_shards=flags.num_shards)
     prefix = shard_prefix(flags.staging_url, flags.shard_index)
     summary_url = shard_summary_url(flags.staging_url, flags.shard_index)
@@ -89,21 +95,35 @@ def _run(flags: RunShardFlags, engine: EngineArgs) -> Summary:
         if (summary.shard_index, summary.num_shards) != (flags.shard_index, flags.num_shards):
             raise BatchRunError(f"{summary_url} holds shard {summary.shard_index} of {summary.num_shards}, "
                                 f"not {flags.shard_index} of {flags.num_shards}: the shard count changed mid-run")
+        _show_finished(metrics, summary)
     else:
-        summary = _serve(flags, engine, prefix)
+        summary = _serve(flags, engine, prefix, metrics)
+        metrics.set_phase("publishing")
         storage.write_bytes(summary_url, summary.to_json())
     write_termination_message(flags.termination_message_path, summary.termination_message())
+    metrics.set_phase("done")
     return summary
 
 
-def _serve(flags: RunShardFlags, engine: EngineArgs, prefix: str) -> Summary:
+def _show_finished(metrics: WorkerMetrics, summary: Summary) -> None:
+    """A shard finished by an earlier attempt: all of it is resumed."""
+    metrics.set_phase("publishing")
+    if summary.byte_start is None:
+        return  # staged before summaries recorded their byte ranges
+    stats = ChunkStats(lines=summary.requests, served=summary.served, failed=summary.failed,
+                       prompt_tokens=summary.prompt_tokens, completion_tokens=summary.completion_tokens,
+                       cached_tokens=summary.cached_tokens)
+    metrics.start_range(summary.byte_start, summary.byte_end, summary.input_bytes, stats, summary.byte_end)
+
+
+def _serve(flags: RunShardFlags, engine: EngineArgs, prefix: str, metrics: WorkerMetrics) -> Summary:
     size = input_size(flags.input_file)
     start, end = shard_range(size, flags.shard_index, flags.num_shards)
     job = RangeJob(input_url=flags.input_file, prefix=prefix, start=start, end=end, input_size=size,
                    chunk_lines=flags.chunk_lines, window=window(engine, flags.max_in_flight),
                    models=served_models(flags.served_model_name, flags.model), batch_id=flags.batch_id,
                    created=flags.created, progress=flags.progress, engine=engine_fingerprint(engine))
-    result = run_range(job, engine_loader(engine, flags.model_cache_dir))
+    result = run_range(job, engine_loader(engine, flags.model_cache_dir), metrics)
     return Summary.build(result.total, result.this_attempt, result.elapsed_s, len(result.chunks), result.serving_s,
                          shard_index=flags.shard_index, num_shards=flags.num_shards, byte_start=start,
                          byte_end=end, input_bytes=size)

@@ -26,7 +26,7 @@ from worker.engine.scheduler import Scheduler, SchedulerConfig
 from worker.engine.sequence import Sequence
 from worker.guided_decoding import GuidedDecodingError
 from worker.logs import get_logger
-from worker.outputs import CompletionOutput, RequestMetrics, RequestOutput
+from worker.outputs import CompletionOutput, EngineStats, RequestMetrics, RequestOutput
 from worker.platform import select_platform
 from worker.sampling_params import SamplingParams
 from worker.tokenizer import Tokenizer
@@ -160,6 +160,12 @@ class LLMEngine:
     @property
     def num_unfinished_requests(self) -> int:
         return len(self.requests)
+
+    def stats(self) -> EngineStats:
+        running = {seq.request_id for seq in self.scheduler.running}
+        blocks = self.scheduler.block_manager
+        return EngineStats(num_requests_running=len(running), num_requests_waiting=len(self.requests) - len(running),
+                           kv_blocks_used=blocks.num_blocks - blocks.num_free_blocks, kv_blocks_total=blocks.num_blocks)
 
     # -- one step -------------------------------------------------------------------------
 

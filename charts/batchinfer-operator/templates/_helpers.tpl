@@ -83,3 +83,9 @@ messages), and Events. No Secrets: worker pods mount the Secret a resource names
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 {{- end }}
+
+{{/* The labels the operator puts on every worker pod (batchinfer_operator/names.py run_labels). */}}
+{{- define "batchinfer.workerSelectorLabels" -}}
+app.kubernetes.io/name: batchinfer-worker
+app.kubernetes.io/managed-by: batchinfer-operator
+{{- end }}
