@@ -22,6 +22,7 @@ FLAG_BATCH_ID = "--batch-id"
 FLAG_CREATED = "--created"
 FLAG_ERROR_FILE = "--error-file"
 FLAG_DELETE_STAGING = "--delete-staging"
+FLAG_CHUNK_LINES = "--chunk-lines"  # output lines per checkpoint chunk: also how often progress moves
 # gather of a run that stopped early: the unfinished lines become error lines with this code.
 FLAG_CLOSE_UNFINISHED = "--close-unfinished"
 ClosingCode = Literal["batch_cancelled", "batch_expired"]  # OpenAI's codes
@@ -36,6 +37,14 @@ TERMINATION_LIMIT = 4096  # bytes the kubelet keeps of a termination message
 
 # EngineArgs' default, which the CRD's rule on engine.maxNumBatchedTokens also assumes.
 DEFAULT_MAX_NUM_SEQS = 64
+
+
+def shard_range(size: int, index: int, num_shards: int) -> tuple[int, int]:
+    """Byte range [i*size/N, (i+1)*size/N) of shard i (integer floor, so ranges tile exactly):
+    the worker serves it, the operator counts a finished shard's bytes with it."""
+    if not 0 <= index < num_shards:
+        raise ValueError(f"shard index {index} is outside [0, {num_shards})")
+    return index * size // num_shards, (index + 1) * size // num_shards
 
 
 def engine_flag(field: str) -> str:

@@ -84,8 +84,22 @@ def list_crs(namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     return [item for path in paths for item in (_call("GET", path) or {}).get("items") or []]
 
 
-def patch_cr_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    _call("PATCH", _cr_path(namespace, name) + "/status", {"status": status}, "application/merge-patch+json")
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new` as a JSON merge patch over `old`: what `new` no longer has is set to null, or the
+    server would keep it (a finished shard's live record, an ETA that no longer applies)."""
+    patch = dict(new)
+    for key, value in old.items():
+        if key not in new:
+            patch[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            patch[key] = merge_patch(value, new[key])
+    return patch
+
+
+def patch_cr_status(namespace: str, name: str, status: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+    """old: the status as stored, so that fields `status` dropped are removed."""
+    body = merge_patch(old or {}, status)
+    _call("PATCH", _cr_path(namespace, name) + "/status", {"status": body}, "application/merge-patch+json")
 
 
 def post_event(cr: dict[str, Any], type_: str, reason: str, message: str, component: str, now: str) -> None:

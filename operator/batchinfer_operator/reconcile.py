@@ -17,6 +17,7 @@ from batchinfer_operator.names import (
 )
 from batchinfer_operator.observed import belongs_to
 from batchinfer_operator.plan import Plan, plan
+from batchinfer_operator.scrape import scrape_shards
 from batchinfer_operator.reducer import Observed, prior_status, reduce_status
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
@@ -53,6 +54,7 @@ def run_values(cr: dict[str, Any], spec: BatchInferenceSpec, settings: OperatorS
         created=created_unix(meta["creationTimestamp"]),
         error_url=spec.output.error_url,
         delete_staging=not (spec.staging and spec.staging.keep),
+        checkpoint_lines=spec.checkpoint_lines,
     )
 
 
@@ -64,14 +66,15 @@ def _validate(cr: dict[str, Any], settings: OperatorSettings) -> BatchInferenceS
 
 
 def observe(cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues) -> Observed:
-    """Reads only: the run's Jobs, their pods, and the Job controller's FailedCreate Events."""
+    """Reads only: the run's Jobs, their pods (and the running ones' metrics), and the Job
+    controller's FailedCreate Events."""
     ns, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
     shards, gather = kube.read_job(ns, shards_job_name(name)), kube.read_job(ns, gather_job_name(name))
     pods = kube.list_pods(ns, f"{LABEL_RUN}={name}")
     uids = {j["metadata"]["name"]: j["metadata"]["uid"] for j in (shards, gather) if j is not None}
+    shard_pods = [p for p in pods if belongs_to(p, name, ROLE_SHARDS)]
     return Observed(
-        spec=spec, shards_job=shards, gather_job=gather,
-        shard_pods=[p for p in pods if belongs_to(p, name, ROLE_SHARDS)],
+        spec=spec, shards_job=shards, gather_job=gather, shard_pods=shard_pods, scraped=scrape_shards(shard_pods),
         gather_pods=[p for p in pods if belongs_to(p, name, ROLE_GATHER)],
         failed_creates=kube.failed_creates(ns, uids), batch_id=run.batch_id, staging_url=run.staging_url,
     )
@@ -145,7 +148,7 @@ def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink)
         return old
     status = _status(cr, settings, events)
     if old is None or status.wire() != old.wire():
-        kube.patch_cr_status(ns, name, status.wire())
+        kube.patch_cr_status(ns, name, status.wire(), cr.get("status") or {})
         _announce(cr, old, status, events)
     metrics.observe(f"{ns}/{name}", old.phase if old else None, status)
     return status

@@ -1,6 +1,7 @@
 """The status reducer: (CR, its Jobs, their pods, now) -> status. Pure: no I/O, no clock."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,11 +11,12 @@ from batchinfer_operator.observed import (
     job_condition, parse_indexes, shard_index, shard_summary, unschedulable,
 )
 from batchinfer_operator.spec import BatchInferenceSpec
+from batchinfer_operator.progress import Scraped, progress
 from batchinfer_operator.status import (
-    PHASE_STAMPS, BatchInferenceStatus, Condition, Phase, RequestCounts, ShardCounts,
+    PHASE_STAMPS, BatchInferenceStatus, Condition, Phase, Progress, RequestCounts, ShardCounts,
 )
 from batchinfer_operator.stopping import StopReason, expires_at, stop_reason, stopping_phase
-from worker.contract import redact
+from worker.contract import ShardSummary, redact
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Observed:
     refusal: str | None = None  # the API server refused a Job of ours as invalid: no retry helps
     blocked: str | None = None  # it refused one for now (403: RBAC, a quota): the run waits
     failed_creates: dict[str, str] = field(default_factory=dict)  # Job name -> FailedCreate message
+    scraped: dict[int, Scraped] = field(default_factory=dict)  # shard index -> its running pod's metrics
 
 
 def prior_status(cr: dict[str, Any]) -> BatchInferenceStatus | None:
@@ -78,8 +81,9 @@ def _gathered_counts(obs: Observed, total_shards: int) -> RequestCounts | None:
                          shards_reported=total_shards)
 
 
-def _request_counts(obs: Observed, prior: RequestCounts | None) -> RequestCounts:
-    latest: dict[int, tuple[str, Any]] = {}
+def _summaries(obs: Observed) -> dict[int, ShardSummary]:
+    """The latest finished attempt's summary of each shard whose pod is still there."""
+    latest: dict[int, tuple[str, ShardSummary]] = {}
     for pod in obs.shard_pods:
         summary, index = shard_summary(pod), shard_index(pod)
         if summary is None or index is None:
@@ -87,15 +91,24 @@ def _request_counts(obs: Observed, prior: RequestCounts | None) -> RequestCounts
         stamp = pod.get("metadata", {}).get("creationTimestamp") or ""
         if index not in latest or stamp >= latest[index][0]:
             latest[index] = (stamp, summary)
-    counts = RequestCounts(shards_reported=len(latest))
-    for _, summary in latest.values():
+    return {index: summary for index, (_, summary) in latest.items()}
+
+
+def _request_counts(summaries: dict[int, ShardSummary], prior: BatchInferenceStatus | None,
+                    progress: Progress) -> RequestCounts:
+    """The finished shards' summaries plus what the running ones reported so far."""
+    counts = RequestCounts(shards_reported=len(summaries))
+    for summary in summaries.values():
         counts.total += summary.requests
         counts.completed += summary.served
         counts.failed += summary.failed_total
     # Finished pods may be garbage-collected: never report fewer shards than before.
-    if prior is not None and prior.shards_reported > counts.shards_reported:
-        return prior
-    return counts
+    if prior is not None and prior.request_counts.shards_reported > counts.shards_reported:
+        completed, failed = prior.progress.live_counts() if prior.progress else (0, 0)
+        counts = prior.request_counts.model_copy(update={"completed": prior.request_counts.completed - completed,
+                                                         "failed": prior.request_counts.failed - failed})
+    completed, failed = progress.live_counts()
+    return counts.model_copy(update={"completed": counts.completed + completed, "failed": counts.failed + failed})
 
 
 def _shards_failure(obs: Observed) -> str:
@@ -238,7 +251,11 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
     start_time = (prior.start_time if prior else None) or (
         ((obs.shards_job or {}).get("status", {}).get("startTime") or now) if started else None
     )
-    requests = _gathered_counts(obs, shards.total) or _request_counts(obs, prior.request_counts if prior else None)
+    summaries = _summaries(obs)
+    finished = parse_indexes(((obs.shards_job or {}).get("status") or {}).get("completedIndexes")) | set(summaries)
+    live = progress(prior.progress if prior else None, obs.scraped, finished, list(summaries.values()), total,
+                    _elapsed(start_time, now), phase is Phase.SUCCEEDED)
+    requests = _gathered_counts(obs, shards.total) or _request_counts(summaries, prior, live)
     return BatchInferenceStatus(
         phase=phase,
         message=message,
@@ -252,10 +269,18 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
         start_time=start_time,
         completion_time=now if phase.terminal else None,
         conditions=_conditions(phase, message, obs, shards, now, generation, prior, wait),
+        progress=live if live.bytes_total is not None else None,
         stop_reason=stop,
         **_urls(obs.spec, cr),
         **_phase_stamps(prior, phase, now),
     )
+
+
+def _elapsed(start: str | None, now: str) -> float | None:
+    if start is None:
+        return None
+    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(now) - parse(start)).total_seconds()
 
 
 def _urls(spec: BatchInferenceSpec | None, cr: dict[str, Any]) -> dict[str, str | None]:

@@ -128,6 +128,8 @@ class BatchInferenceSpec(SpecModel):
     active_deadline_seconds: int | None = Field(None, ge=1)
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="of the gather Job only")
     suspend: bool = False
+    checkpoint_lines: int | None = Field(None, ge=1, description="lines per checkpoint chunk (the worker's default "
+                                         "1000): what a killed pod redoes at most, and how often progress moves")
     queue_name: str | None = Field(None, min_length=1, max_length=63)
     # Stops the run for good: what finished is published, every other request as batch_cancelled.
     cancel: bool = False

@@ -55,6 +55,30 @@ class RequestCounts(StatusModel):
     shards_reported: int = 0
 
 
+class ShardLive(StatusModel):
+    """What a running shard's pod reported last (its figures include earlier attempts')."""
+
+    bytes_done: int = 0
+    completed: int = 0
+    failed: int = 0
+    generation_tokens: int = 0
+
+
+class Progress(StatusModel):
+    """Input bytes done of the whole input; rates are averages since the run began."""
+
+    percent: str | None = None  # "42%": printer columns cannot compute
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    tokens_per_second: float | None = None
+    eta: str | None = None
+    finished_tokens: int = 0  # completion tokens of the finished shards
+    running: dict[str, ShardLive] = Field(default_factory=dict)  # by shard index, unfinished shards only
+
+    def live_counts(self) -> tuple[int, int]:
+        return (sum(r.completed for r in self.running.values()), sum(r.failed for r in self.running.values()))
+
+
 class Condition(StatusModel):
     type: str
     status: str  # "True" | "False" | "Unknown"
@@ -77,6 +101,7 @@ class BatchInferenceStatus(StatusModel):
     requests_display: str = "0/0"
     start_time: str | None = None
     completion_time: str | None = None
+    progress: Progress | None = None
     stop_reason: Literal["cancelled", "expired"] | None = None
     output_url: str | None = None  # shown without user info or query (presigned URLs' secrets)
     error_url: str | None = None

@@ -4,9 +4,10 @@ worker CLI; tests/operator/test_worker_contract.py parses every line built here 
 from pydantic import BaseModel, ConfigDict
 
 from batchinfer_operator.spec import EngineSpec
-from worker.contract import (FLAG_BATCH_ID, FLAG_CLOSE_UNFINISHED, FLAG_CREATED, FLAG_DELETE_STAGING, FLAG_ERROR_FILE, FLAG_INPUT,
-                             FLAG_MODEL, FLAG_NUM_SHARDS, FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD,
-                             WORKER_EXECUTABLE, ClosingCode, engine_flag, negated_flag)
+from worker.contract import (FLAG_BATCH_ID, FLAG_CHUNK_LINES, FLAG_CLOSE_UNFINISHED, FLAG_CREATED,
+                             FLAG_DELETE_STAGING, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_NUM_SHARDS,
+                             FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD, WORKER_EXECUTABLE, ClosingCode,
+                             engine_flag, negated_flag)
 
 
 class RunValues(BaseModel):
@@ -23,6 +24,7 @@ class RunValues(BaseModel):
     created: int
     error_url: str | None = None  # rejected lines go here, in OpenAI's error-file shape
     delete_staging: bool = True
+    checkpoint_lines: int | None = None
 
 
 def engine_args(engine: EngineSpec) -> list[str]:
@@ -45,6 +47,7 @@ def run_shard_command(run: RunValues, engine: EngineSpec) -> list[str]:
         FLAG_MODEL, run.model,
         FLAG_BATCH_ID, run.batch_id,
         FLAG_CREATED, str(run.created),
+        *([FLAG_CHUNK_LINES, str(run.checkpoint_lines)] if run.checkpoint_lines else []),
         *engine_args(engine),
     ]
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from worker.batch.lines import has_line_start, iter_lines, shard_range
+from worker.batch.lines import has_line_start, iter_lines
+from worker.contract import shard_range
 
 LINES = [b"a", b"", b"bcdefghij" * 3, b"k", b"\xff\xfe not utf8", b"lm", b"", b"nopqrstuvwxyz" * 5]
 

@@ -6,7 +6,8 @@ import pytest
 
 from worker.batch.assemble import assemble
 from worker.batch.ids import BatchIdentity
-from worker.batch.lines import iter_lines, shard_range
+from worker.batch.lines import iter_lines
+from worker.contract import shard_range
 from worker.batch.pipeline import run_pipeline
 from worker.batch.runner import RangeJob, run_range
 from tests.batch.engine_double import EngineDouble

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.batch.conftest import ENGINE_FLAGS, FIXED, read_jsonl, request, worker_cli, worker_process
-from worker.batch.lines import shard_range
+from worker.contract import shard_range
 
 EXACT = [*ENGINE_FLAGS, "--no-enable-prefix-caching", *FIXED]
 

@@ -28,7 +28,8 @@ def test_names_printer_columns_and_status_subresource() -> None:
     assert spec["names"]["shortNames"] == ["bi"] and spec["names"]["kind"] == "BatchInference"
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Shards", "Requests", "Age", "Message"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Phase", "Shards", "Requests", "Progress", "ETA", "Age", "Message"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
@@ -87,6 +88,7 @@ def _walk(props: dict[str, Any], model: type[BaseModel], where: str) -> None:
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 node = props[info.alias or name]
                 node = node["items"] if node.get("type") == "array" else node
+                node = node.get("additionalProperties") or node  # a map of them
                 _walk(node.get("properties", {}), candidate, f"{where}.{info.alias}")
 
 

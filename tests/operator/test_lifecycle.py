@@ -3,6 +3,7 @@ completion window. The shard pods stop, the gather publishes what finished, and 
 request gets OpenAI's batch_cancelled / batch_expired line: one output line per request."""
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,48 @@ def test_a_run_past_its_completion_window_expires_with_every_request_accounted_f
     assert all(e["response"] is None for e in errors)
     staged = s3_server.keys("staging/")  # kept, as asked: each shard's summary and its closed lines
     assert sum(key.endswith("/summary.json") for key in staged) == 3, staged
+
+
+def slow_lines(n: int) -> bytes:
+    body = {"messages": [{"role": "user", "content": "Count slowly"}], "max_tokens": 96, "ignore_eos": True}
+    return b"".join(json.dumps({"custom_id": f"s{i}", "method": "POST", "url": "/v1/chat/completions",
+                                "body": body | {"temperature": 0}}).encode() + b"\n" for i in range(n))
+
+
+def test_progress_rises_while_the_shards_run_and_never_goes_backwards(
+        cluster: Cluster, http_server: Any, s3_server: Any, tiny_model: Path) -> None:
+    """Live figures from the running pods' metrics, read by the operator on each resync; shard 1's
+    pod killed mid-run and retried by the Job controller."""
+    spec = stoppable_spec(cluster, http_server, s3_server, tiny_model, "p")
+    http_server.store.files["/p.in.jsonl"] = slow_lines(60)
+    spec |= {"checkpointLines": 1, "retries": {"perShard": 1},
+             "engine": ENGINE | {"maxNumSeqs": 1}}  # one line at a time: a chunk per line
+    cluster.operator.start(env={"BATCHINFER_METRICS_PORT": "0", "BATCHINFER_RESYNC_SECONDS": "0.5"})
+    cluster.create_cr("p", **spec)
+    seen: list[tuple[int, int]] = []  # (bytes done, requests completed), each time they change
+    killed = False
+
+    def watch() -> bool:
+        nonlocal killed
+        status = cluster.status("p")
+        done = (status.get("progress") or {}).get("bytesDone", 0)
+        figures = (done, status.get("requestCounts", {}).get("completed", 0))
+        if not seen or figures != seen[-1]:
+            seen.append(figures)
+        shard_1 = ((status.get("progress") or {}).get("running") or {}).get("1", {})
+        if not killed and shard_1.get("completed", 0) >= 2:
+            run = next(r for name, r in cluster.kubelet.runs.items() if name.startswith("p-shards-1-"))
+            run.process.send_signal(signal.SIGKILL)  # mid-shard: the Job controller retries it
+            killed = True
+        return status.get("phase") in ("Succeeded", "Failed")
+
+    cluster.wait("the run to end", watch, timeout=400)
+    status = cluster.status("p")
+    assert status["phase"] == "Succeeded", status
+    assert killed and cluster.kubelet.started[("p-shards", 1)] == 2
+    before_first_shard = [f for f in seen if f[1] < 20]
+    assert len({f for f in before_first_shard if f[0] > 0}) >= 2, seen  # rose at least twice while running
+    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(seen, seen[1:])), seen  # never backwards
+    total = len(http_server.store.files["/p.in.jsonl"])
+    assert status["progress"]["percent"] == "100%" and status["progress"]["bytesDone"] == total
+    assert status["requestCounts"] == {"total": 60, "completed": 60, "failed": 0, "shardsReported": 3}

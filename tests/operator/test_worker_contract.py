@@ -48,7 +48,7 @@ REFUSED_ENGINES = [
 def make_cr(namespace: str = "team-a", error_url: str | None = None, **engine: Any) -> dict[str, Any]:
     output = {"url": "s3://out/results/batch.out.jsonl"} | ({"errorUrl": error_url} if error_url else {})
     obj = cr("contract", model="s3://models/ernie", input={"url": "https://data.example.com/in.jsonl"},
-             output=output, shards=3, engine=engine)
+             output=output, shards=3, engine=engine, checkpointLines=7)
     obj["metadata"] |= {"namespace": namespace, "uid": UID, "creationTimestamp": "2026-01-02T03:04:05Z"}
     return obj
 
@@ -81,7 +81,7 @@ def test_the_worker_parses_every_shard_command_line_into_what_the_cr_asked(engin
     flags, engine_args = run_shard.parse_flags(args, pod_environ(container, index=2))
     assert (flags.input_file, flags.staging_url, flags.num_shards, flags.model, flags.batch_id, flags.created) == (
         obj["spec"]["input"]["url"], run.staging_url, 3, obj["spec"]["model"], run.batch_id, run.created)
-    assert (flags.shard_index, flags.termination_message_path) == (2, contract.TERMINATION_LOG)
+    assert (flags.shard_index, flags.termination_message_path, flags.chunk_lines) == (2, contract.TERMINATION_LOG, 7)
     assert_serves_metrics_on_its_named_port(container, args)
     for name, value in spec.engine.model_dump(exclude_none=True).items():
         assert getattr(engine_args, name) == value, name

@@ -12,12 +12,12 @@ from worker.batch.build import LineResult, error_result
 from worker.batch.checkpoint import ChunkStats, ChunkWriter
 from worker.batch.errors import LineError
 from worker.batch.ids import BatchIdentity
-from worker.batch.lines import RawLine, iter_lines, shard_range
+from worker.batch.lines import RawLine, iter_lines
 from worker.batch.parse import custom_id_of
 from worker.batch.responses import LineErrorBody, OutputLine
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary
-from worker.contract import ClosingCode
+from worker.contract import ClosingCode, shard_range
 from worker.logs import get_logger
 
 log = get_logger(__name__)

@@ -21,13 +21,6 @@ class RawLine:
     index: int = 0  # its place among the lines read by this iter_lines call, blank ones included
 
 
-def shard_range(size: int, index: int, num_shards: int) -> tuple[int, int]:
-    """Byte range [i*size/N, (i+1)*size/N) of shard i (integer floor, so ranges tile exactly)."""
-    if not 0 <= index < num_shards:
-        raise ValueError(f"shard index {index} is outside [0, {num_shards})")
-    return index * size // num_shards, (index + 1) * size // num_shards
-
-
 def has_line_start(url: str, start: int, end: int) -> bool:
     """Whether a line begins in [start, end), by iter_lines' rule (a line begins at 0 and after
     each newline), reading only bytes [start-1, end-1): a shard inside one long line learns it

@@ -18,7 +18,8 @@ from worker.batch.flags import add_engine_flags, engine_args, engine_fingerprint
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.summary import Summary
 from worker.cli.metrics_flags import add_metrics_flags, served_metrics
-from worker.contract import FLAG_BATCH_ID, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_OUTPUT
+from worker.contract import (FLAG_BATCH_ID, FLAG_CHUNK_LINES, FLAG_CREATED, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL,
+                             FLAG_OUTPUT)
 from worker.engine.engine_args import EngineArgs
 from worker.metrics import WorkerMetrics
 
@@ -49,7 +50,7 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
                              "the first is written into responses (default: the model directory's name)")
     parser.add_argument(FLAG_BATCH_ID, help="seed of the per-line ids (default: random, kept across resumes)")
     parser.add_argument(FLAG_CREATED, type=int, help="Unix time stamped on responses (default: the start)")
-    parser.add_argument("--chunk-lines", type=int, default=1000, help="output lines per checkpoint chunk")
+    parser.add_argument(FLAG_CHUNK_LINES, type=int, default=1000, help="output lines per checkpoint chunk")
     parser.add_argument("--max-in-flight", type=int, help="lines between reading and writing (default 4 x max-num-seqs)")
     parser.add_argument("--model-cache-dir", help="where an s3:// model is downloaded")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -15,14 +15,13 @@ from worker.batch.checkpoint import ChunkStats
 from worker.batch.engine_loader import engine_loader
 from worker.batch.errors import BatchRunError
 from worker.batch.flags import engine_args, engine_fingerprint, validated
-from worker.batch.lines import shard_range
 from worker.batch.runner import RangeJob, input_size, run_range
 from worker.batch.staging import shard_prefix, shard_summary_url
 from worker.batch.summary import Summary, write_termination_message
 from worker.cli.metrics_flags import add_metrics_flags, served_metrics
 from worker.cli.run_batch import add_run_flags, served_models, window
-from worker.contract import (DEFAULT_METRICS_PORT, ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT,
-                             FLAG_NUM_SHARDS, FLAG_STAGING, TERMINATION_LOG)
+from worker.contract import (DEFAULT_METRICS_PORT, ENV_SHARD_INDEX, ENV_TERMINATION_LOG, FLAG_INPUT, FLAG_NUM_SHARDS,
+                             FLAG_STAGING, TERMINATION_LOG, shard_range)
 from worker.engine.engine_args import EngineArgs
 from worker.metrics import WorkerMetrics
 
