@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from worker.logs import get_logger
 from worker.models.config import ModelConfig
+from worker.models.moe_weights import MoEWeights, load_moe
 from worker.models.safetensors_np import load_numpy
 
 log = get_logger(__name__)
@@ -34,8 +35,11 @@ class LayerWeights:
     qkv_bias: np.ndarray | None  # [q + 2kv]
     o_weight: np.ndarray  # [q, H]
     post_norm: np.ndarray  # [H]
-    gate_up_weight: np.ndarray  # [H, 2I], gate first
-    down_weight: np.ndarray  # [I, H]
+    gate_up_weight: np.ndarray | None  # [H, 2I], gate first; None in a MoE layer
+    down_weight: np.ndarray | None  # [I, H]
+    q_norm: np.ndarray | None = None  # [D], shared by every q head (Qwen3)
+    k_norm: np.ndarray | None = None  # [D]
+    moe: MoEWeights | None = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,12 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
     bias = None
     if c.qkv_bias:
         bias = np.concatenate([r.get(p + f"self_attn.{x}_proj.bias", (n,)) for x, n in (("q", q), ("k", kv), ("v", kv))])
-    if r.has(p + "mlp.up_gate_proj.weight"):
-        gate_up = r.linear(p + "mlp.up_gate_proj.weight", h, 2 * inter)
+    gate_up, down, moe = None, None, None
+    if c.is_sparse(idx):
+        moe = load_moe(r, p + "mlp.", h, c.moe)
     else:
-        gate_up = np.concatenate([r.linear(p + f"mlp.{x}_proj.weight", h, inter) for x in ("gate", "up")], axis=1)
+        gate_up, down = _dense_mlp(r, p, h, inter)
+    d = c.head_dim
     return LayerWeights(
         input_norm=r.get(p + "input_layernorm.weight", (h,)),
         qkv_weight=qkv,
@@ -137,8 +143,19 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
         o_weight=r.linear(p + "self_attn.o_proj.weight", q, h),
         post_norm=r.get(p + "post_attention_layernorm.weight", (h,)),
         gate_up_weight=gate_up,
-        down_weight=r.linear(p + "mlp.down_proj.weight", inter, h),
+        down_weight=down,
+        q_norm=r.get(p + "self_attn.q_norm.weight", (d,)) if c.qk_norm else None,
+        k_norm=r.get(p + "self_attn.k_norm.weight", (d,)) if c.qk_norm else None,
+        moe=moe,
     )
+
+
+def _dense_mlp(r: _Reader, p: str, h: int, inter: int) -> tuple[np.ndarray, np.ndarray]:
+    if r.has(p + "mlp.up_gate_proj.weight"):
+        gate_up = r.linear(p + "mlp.up_gate_proj.weight", h, 2 * inter)
+    else:
+        gate_up = np.concatenate([r.linear(p + f"mlp.{x}_proj.weight", h, inter) for x in ("gate", "up")], axis=1)
+    return gate_up, r.linear(p + "mlp.down_proj.weight", inter, h)
 
 
 def load_weights(model_dir: str | Path, config: ModelConfig) -> ModelWeights:
