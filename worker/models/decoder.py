@@ -20,6 +20,7 @@ from kernels import AttentionBackend
 from worker.models.config import ModelConfig
 from worker.models.moe import SparseMoEBlock
 from worker.models.rotary import RotaryTable, apply_rotary, pair_halves
+from worker.models.tensors import release_host_memory, to_device
 from worker.models.weight_loader import LayerWeights, ModelWeights
 from worker.platform import paddle
 
@@ -96,7 +97,7 @@ def fused_qkv(w: LayerWeights, c: ModelConfig) -> tuple[np.ndarray, np.ndarray |
 class _Layer:
     def __init__(self, w: LayerWeights, c: ModelConfig, dtype: str):
         def t(a):
-            return None if a is None else paddle.to_tensor(np.ascontiguousarray(a)).astype(dtype)
+            return to_device(a, dtype)
 
         qkv, bias = fused_qkv(w, c)
         self.qkv_weight, self.qkv_bias, self.o_weight = t(qkv), t(bias), t(w.o_weight)
@@ -112,10 +113,15 @@ class DecoderForCausalLM:
 
     def __init__(self, config: ModelConfig, weights: ModelWeights, backend: AttentionBackend, dtype: str):
         self.config, self.backend, self.dtype = config, backend, dtype
-        self.embed = paddle.to_tensor(weights.embed).astype(dtype)
-        self.layers = [_Layer(w, config, dtype) for w in weights.layers]
-        self.norm = paddle.to_tensor(weights.norm).astype(dtype)
-        self.lm_head = None if weights.lm_head is None else paddle.to_tensor(weights.lm_head).astype(dtype)
+        # One part at a time: each host array is dropped once it is on the device.
+        self.embed = to_device(weights.embed(), dtype)
+        self.layers = []
+        for w in weights.layers():
+            self.layers.append(_Layer(w, config, dtype))
+            del w
+            release_host_memory()
+        self.norm = to_device(weights.norm(), dtype)
+        self.lm_head = to_device(weights.lm_head(), dtype)
         self.rotary = RotaryTable(config.head_dim, config.rope_theta)
         self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
         self.scale = config.head_dim**-0.5

@@ -13,13 +13,10 @@ import numpy as np
 
 from worker.models.moe_config import MoEConfig
 from worker.models.moe_weights import MoEWeights
+from worker.models.tensors import to_device
 from worker.platform import paddle
 
 _C = paddle._C_ops  # the hot path skips the Python wrappers (see decoder.py)
-
-
-def _tensor(a: np.ndarray, dtype: str):
-    return paddle.to_tensor(np.ascontiguousarray(a)).astype(dtype)
 
 
 class SparseMoEBlock:
@@ -28,10 +25,10 @@ class SparseMoEBlock:
 
     def __init__(self, w: MoEWeights, post_norm: np.ndarray, c: MoEConfig, dtype: str):
         self.config, self.dtype = c, dtype
-        self.norm = _tensor(post_norm, dtype)
-        self.router = _tensor(w.router, "float32")
-        self.gate_up = [_tensor(a, dtype) for a in w.gate_up]
-        self.down = [_tensor(a, dtype) for a in w.down]
+        self.norm = to_device(post_norm, dtype)
+        self.router = to_device(w.router, "float32")
+        self.gate_up = [to_device(a, dtype) for a in w.gate_up]
+        self.down = [to_device(a, dtype) for a in w.down]
 
     def __call__(self, h, normalized):
         x = _C.multiply(normalized, self.norm)
