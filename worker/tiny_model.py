@@ -1,4 +1,5 @@
-"""A small, deterministic ERNIE 4.5 model directory in the real on-disk format, no download.
+"""A small, deterministic model directory in the real on-disk format, no download: ERNIE 4.5
+(default), Qwen3 or Qwen3-MoE (tiny_families.py holds what differs between them).
 
 Same seed and options -> the same bytes. The weights are random (the text is meaningless);
 the tokenizer is a byte-fallback BPE sentencepiece model trained here on a generated corpus,
@@ -13,6 +14,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.numpy import save_file
+
+from worker.tiny_families import Family, attention_extras, family_config, is_sparse, moe_weights
 
 # ERNIE 4.5's special tokens (tokenizer_config.json of baidu/ERNIE-4.5-0.3B-*): <unk>, <s>, </s>
 # take ids 0, 1, 2 as in the real vocabulary; the rest are user-defined pieces.
@@ -54,11 +57,23 @@ class TinyModelSpec(BaseModel):
     tie_word_embeddings: bool = True
     seed: int = 0
     layout: Literal["paddle", "pt"] = "pt"
+    family: Family = "ernie4_5"
+    # Qwen3-MoE only: experts, and which layers stay dense (layer 0 by default: one of each).
+    num_experts: int = Field(4, ge=1)
+    num_experts_per_tok: int = Field(2, ge=1)
+    moe_intermediate_size: int = Field(32, ge=1)
+    norm_topk_prob: bool = True
+    decoder_sparse_step: int = Field(1, ge=1)
+    mlp_only_layers: tuple[int, ...] = (0,)
 
     @model_validator(mode="after")
     def _check(self) -> "TinyModelSpec":
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.num_experts_per_tok > self.num_experts:
+            raise ValueError("num_experts_per_tok must not exceed num_experts")
+        if self.layout == "paddle" and self.family != "ernie4_5":
+            raise ValueError("layout='paddle' exists only for family='ernie4_5'")
         if (self.head_dim or self.hidden_size // self.num_attention_heads) % 2:
             raise ValueError("head_dim must be even")
         return self
@@ -110,8 +125,8 @@ def _random_weights(spec: TinyModelSpec) -> dict[str, np.ndarray]:
     def normal(*shape, fan_in, gain=1.0):
         return (rng.standard_normal(shape) * (gain / np.sqrt(fan_in))).astype(np.float32)
 
-    def norm():
-        return (1.0 + 0.1 * rng.standard_normal(h)).astype(np.float32)
+    def norm(size: int = h):
+        return (1.0 + 0.1 * rng.standard_normal(size)).astype(np.float32)
 
     # Embeddings of std 0.3: with tied weights, std 1 makes every logit row one-hot on the
     # input token (greedy and sampled text alike collapse to one repeated token).
@@ -123,7 +138,11 @@ def _random_weights(spec: TinyModelSpec) -> dict[str, np.ndarray]:
             w[p + f"self_attn.{name}_proj.weight"] = normal(rows, h, fan_in=h)
         # Strong residual branches, for the same reason as the small embeddings.
         w[p + "self_attn.o_proj.weight"] = normal(h, q, fan_in=q, gain=_BRANCH_GAIN)
+        w.update(attention_extras(spec, p, norm))
         w[p + "post_attention_layernorm.weight"] = norm()
+        if is_sparse(spec, i):
+            w.update(moe_weights(spec, p, normal, _BRANCH_GAIN))
+            continue
         w[p + "mlp.gate_proj.weight"] = normal(inter, h, fan_in=h)
         w[p + "mlp.up_proj.weight"] = normal(inter, h, fan_in=h)
         w[p + "mlp.down_proj.weight"] = normal(h, inter, fan_in=inter, gain=_BRANCH_GAIN)
@@ -145,7 +164,7 @@ def to_paddle_layout(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def _config(spec: TinyModelSpec, eos_ids: list[int]) -> dict:
     return {
-        "architectures": ["Ernie4_5ForCausalLM"], "model_type": "ernie4_5",
+        **family_config(spec),
         "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
         "hidden_act": "silu", "hidden_size": spec.hidden_size,
         "intermediate_size": spec.intermediate_size,
@@ -153,7 +172,7 @@ def _config(spec: TinyModelSpec, eos_ids: list[int]) -> dict:
         "num_attention_heads": spec.num_attention_heads,
         "num_key_value_heads": spec.num_key_value_heads, "head_dim": spec.resolved_head_dim,
         "num_hidden_layers": spec.num_layers, "rms_norm_eps": 1e-05, "rope_theta": spec.rope_theta,
-        "tie_word_embeddings": spec.tie_word_embeddings, "use_bias": False, "use_cache": False,
+        "tie_word_embeddings": spec.tie_word_embeddings, "use_cache": False,
         "vocab_size": spec.vocab_size, "torch_dtype": "float32",
         # paddleformers' fused RMSNorm kernel is missing on CPU (and SIGILLs on some).
         "fuse_rms_norm": False,

@@ -5,13 +5,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.reference import reference_model
 from worker.platform import paddle
 from worker.tiny_model import TinyModelSpec, write_tiny_model
 
-# Two random small configurations: grouped-query attention, >= 2 layers, tied embeddings.
+# Random small configurations: grouped-query attention, >= 2 layers, tied embeddings (ERNIE 4.5);
+# Qwen3 untied; Qwen3-MoE with a dense layer 0 and MoE layers of 4 experts, top-2.
 CONFIGS = {
     "gqa2-l2": dict(num_layers=2, hidden_size=64, num_attention_heads=4, num_key_value_heads=2, seed=11),
     "gqa4-l3": dict(num_layers=3, hidden_size=128, num_attention_heads=8, num_key_value_heads=2, seed=23),
+    "qwen3-gqa2-l2": dict(family="qwen3", num_layers=2, hidden_size=64, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=32, tie_word_embeddings=False, seed=31),
+    "qwen3moe-gqa2-l3": dict(family="qwen3_moe", num_layers=3, hidden_size=64, num_attention_heads=4,
+                             num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                             moe_intermediate_size=48, seed=37),
 }
 
 
@@ -21,11 +28,9 @@ def random_prompts(seed: int, count: int, lengths: list[int], low: int = 16, hig
 
 
 def reference_greedy(model_dir: Path, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-    """paddleformers' Ernie4_5ForCausalLM.generate, greedy with its KV cache, one prompt at a time."""
-    from paddleformers.transformers import Ernie4_5ForCausalLM
-
-    model = Ernie4_5ForCausalLM.from_pretrained(str(model_dir), fuse_rms_norm=False)
-    model.eval()
+    """paddleformers' generate (tests/reference.py's model for the architecture), greedy with its
+    KV cache, one prompt at a time."""
+    model = reference_model(model_dir)
     outputs = []
     with paddle.no_grad():
         for prompt in prompts:

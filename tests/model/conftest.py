@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.reference import reference_model
 from worker.engine.input_batch import InputBatch
 from worker.platform import Platform, paddle
 from worker.tiny_model import TinyModelSpec, write_tiny_model
@@ -19,13 +20,11 @@ def make_model(root: Path, name: str, **spec) -> Path:
 
 
 def reference_logits(model_dir: Path, prompts: list[list[int]]) -> list[np.ndarray]:
-    """paddleformers' Ernie4_5ForCausalLM logits [L, V] for each prompt (run one by one)."""
-    from paddleformers.transformers import Ernie4_5ForCausalLM
-
-    model = Ernie4_5ForCausalLM.from_pretrained(str(model_dir), fuse_rms_norm=False)
-    model.eval()
+    """paddleformers' logits [L, V] for each prompt (run one by one), from the model class of
+    the directory's architecture (tests/reference.py)."""
+    model = reference_model(model_dir)
     with paddle.no_grad():
-        return [model(paddle.to_tensor([p])).logits[0].numpy() for p in prompts]
+        return [model(paddle.to_tensor([p]), return_dict=True).logits[0].numpy() for p in prompts]
 
 
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,5 @@
-"""Our decoder + paged cache against paddleformers' Ernie4_5ForCausalLM on the same directory."""
+"""Our decoder + paged cache against paddleformers' model of the same directory: ERNIE 4.5,
+Qwen3 (per-head q/k norm) and Qwen3-MoE (a dense layer, then MoE layers of 4+ experts, top-2)."""
 
 import numpy as np
 import pytest
@@ -14,6 +15,16 @@ CONFIGS = {
                      head_dim=8, intermediate_size=96, seed=2),
     "mqa_hd24": dict(num_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=1,
                      head_dim=24, intermediate_size=64, seed=3, vocab_size=1500),
+    "qwen3_gqa3_hd16": dict(family="qwen3", num_layers=2, hidden_size=48, num_attention_heads=6,
+                            num_key_value_heads=2, head_dim=16, intermediate_size=96, seed=4),
+    "qwen3moe_e6_top2": dict(family="qwen3_moe", num_layers=3, hidden_size=48, num_attention_heads=6,
+                             num_key_value_heads=2, head_dim=8, num_experts=6, num_experts_per_tok=2,
+                             moe_intermediate_size=40, tie_word_embeddings=False, seed=6),
+    # decoder_sparse_step=2: layers 1 and 3 sparse; top-3 without renormalisation.
+    "qwen3moe_step2_top3": dict(family="qwen3_moe", num_layers=4, hidden_size=32, num_attention_heads=4,
+                                num_key_value_heads=2, num_experts=5, num_experts_per_tok=3,
+                                norm_topk_prob=False, decoder_sparse_step=2, mlp_only_layers=(),
+                                moe_intermediate_size=24, seed=7),
 }
 
 

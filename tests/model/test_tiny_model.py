@@ -61,3 +61,28 @@ def test_invalid_spec_names_the_field():
         TinyModelSpec(num_attention_heads=4, num_key_value_heads=3)
     with pytest.raises(ValidationError, match="vocab_size"):
         TinyModelSpec(vocab_size=100)
+
+
+def test_qwen3_families_real_config_keys_and_names(tmp_path):
+    make(tmp_path / "q3", "--family", "qwen3", "--head-dim", "32")
+    cfg = json.loads((tmp_path / "q3" / "config.json").read_text())
+    assert cfg["architectures"] == ["Qwen3ForCausalLM"] and cfg["model_type"] == "qwen3"
+    assert cfg["head_dim"] == 32 and cfg["use_sliding_window"] is False and "use_bias" not in cfg
+    tensors = load_file(str(tmp_path / "q3" / "model.safetensors"))
+    assert tensors["model.layers.1.self_attn.q_norm.weight"].shape == (32,)
+    assert tensors["model.layers.1.self_attn.k_norm.weight"].shape == (32,)
+    make(tmp_path / "moe", "--family", "qwen3_moe", "--num-layers", "3", "--num-experts", "6",
+         "--num-experts-per-tok", "3", "--moe-intermediate-size", "24")
+    cfg = json.loads((tmp_path / "moe" / "config.json").read_text())
+    assert cfg["architectures"] == ["Qwen3MoeForCausalLM"] and cfg["mlp_only_layers"] == [0]
+    assert (cfg["num_experts"], cfg["num_experts_per_tok"], cfg["moe_intermediate_size"]) == (6, 3, 24)
+    tensors = load_file(str(tmp_path / "moe" / "model.safetensors"))
+    assert tensors["model.layers.0.mlp.down_proj.weight"].shape == (64, 128)  # the dense layer
+    assert tensors["model.layers.2.mlp.gate.weight"].shape == (6, 64)  # router, HF [E, H]
+    assert tensors["model.layers.2.mlp.experts.5.down_proj.weight"].shape == (64, 24)
+    assert "model.layers.1.mlp.down_proj.weight" not in tensors
+
+
+def test_paddle_layout_is_ernie_only():
+    with pytest.raises(ValidationError, match="only for family='ernie4_5'"):
+        TinyModelSpec(family="qwen3", layout="paddle")

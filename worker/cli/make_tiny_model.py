@@ -1,8 +1,9 @@
-"""`worker make-tiny-model DIR`: write the bundled tiny ERNIE 4.5 model (deterministic)."""
+"""`worker make-tiny-model DIR`: write the bundled tiny model (deterministic): ERNIE 4.5 by
+default, or Qwen3 / Qwen3-MoE with --family."""
 
 import argparse
 
-HELP = "write a small deterministic ERNIE 4.5 model directory (weights, config, tokenizer)"
+HELP = "write a small deterministic model directory (weights, config, tokenizer): ERNIE 4.5, Qwen3 or Qwen3-MoE"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +21,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["pt", "paddle"], default="pt",
                         help="pt: HF names, [out,in] (what paddleformers 1.2.0 writes and loads); "
-                             "paddle: ernie.* names, [in,out]")
+                             "paddle: ernie.* names, [in,out] (ernie4_5 only)")
+    parser.add_argument("--family", choices=["ernie4_5", "qwen3", "qwen3_moe"], default="ernie4_5",
+                        help="qwen3: per-head q/k norms; qwen3_moe: also a mixture of experts in every "
+                             "layer but the first")
+    parser.add_argument("--num-experts", type=int, default=4, help="qwen3_moe: routed experts per MoE layer")
+    parser.add_argument("--num-experts-per-tok", type=int, default=2, help="qwen3_moe: top-k")
+    parser.add_argument("--moe-intermediate-size", type=int, default=32, help="qwen3_moe: one expert's width")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         num_attention_heads=args.num_attention_heads, num_key_value_heads=args.num_key_value_heads,
         head_dim=args.head_dim, intermediate_size=args.intermediate_size,
         vocab_size=args.vocab_size, max_position_embeddings=args.max_position_embeddings,
-        tie_word_embeddings=not args.untied, seed=args.seed, layout=args.layout,
+        tie_word_embeddings=not args.untied, seed=args.seed, layout=args.layout, family=args.family,
+        num_experts=args.num_experts, num_experts_per_tok=args.num_experts_per_tok,
+        moe_intermediate_size=args.moe_intermediate_size,
     )
     out = write_tiny_model(args.dir, spec)
     print(f"wrote {out}")

@@ -1,32 +1,47 @@
 """ModelConfig: the decoder's shape and flavour, read from a model directory's config.json.
 
-One decoder serves ERNIE 4.5 dense and the Llama/Qwen2 family; they differ only in the
-settings below (RoPE pairing, q/k/v bias, tied embeddings), chosen by architecture name.
+One decoder serves ERNIE 4.5 dense, the Llama/Qwen2 family, Qwen3 and Qwen3-MoE; they differ
+only in the settings below (RoPE pairing, q/k/v bias, per-head q/k norm, the MoE part, tied
+embeddings), chosen by architecture name.
 """
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from worker.models import moe_config
+from worker.models.moe_config import MoEConfig
 
 
 class ModelConfigError(ValueError):
     """config.json is missing, unreadable, or describes a model this decoder cannot run."""
 
 
-# architecture -> (rope_interleaved, q/k/v bias)
-_ARCHITECTURES: dict[str, tuple[bool, bool]] = {
+@dataclass(frozen=True)
+class _Family:
+    rope_interleaved: bool = False
+    qkv_bias: bool = False
+    qk_norm: bool = False  # RMSNorm over each q and k head before RoPE (Qwen3)
+    moe: Callable[[dict[str, Any]], MoEConfig | None] | None = None
+
+
+_ARCHITECTURES: dict[str, _Family] = {
     # ERNIE 4.5 pairs dims (2i, 2i+1) ("rotate every two"); see paddleformers' rotate_half.
-    "Ernie4_5ForCausalLM": (True, False),
-    "Ernie4_5_ForCausalLM": (True, False),  # the name in baidu/ERNIE-4.5-0.3B-PT's remote code
-    "LlamaForCausalLM": (False, False),
-    "MistralForCausalLM": (False, False),
-    "Qwen2ForCausalLM": (False, True),
+    "Ernie4_5ForCausalLM": _Family(rope_interleaved=True),
+    "Ernie4_5_ForCausalLM": _Family(rope_interleaved=True),  # the name in baidu/ERNIE-4.5-0.3B-PT's remote code
+    "LlamaForCausalLM": _Family(),
+    "MistralForCausalLM": _Family(),
+    "Qwen2ForCausalLM": _Family(qkv_bias=True),
+    "Qwen3ForCausalLM": _Family(qk_norm=True),
+    "Qwen3MoeForCausalLM": _Family(qk_norm=True, moe=moe_config.qwen3_moe),
 }
 # Config switches that add biases this decoder does not have (ERNIE's use_bias also covers
 # o_proj and the norms; Llama's attention_bias also covers o_proj); no common model sets them.
-_UNSUPPORTED_FLAGS = ("use_bias", "attention_bias", "mlp_bias")
+_UNSUPPORTED_FLAGS = ("use_bias", "attention_bias", "mlp_bias", "use_sliding_window")
 
 
 class ModelConfig(BaseModel):
@@ -45,6 +60,8 @@ class ModelConfig(BaseModel):
     rope_theta: float = Field(gt=0)
     rope_interleaved: bool
     qkv_bias: bool
+    qk_norm: bool = False
+    moe: MoEConfig | None = None
     tie_word_embeddings: bool
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
@@ -59,7 +76,13 @@ class ModelConfig(BaseModel):
             )
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for rotary embeddings")
+        if self.moe is not None and self.moe.sparse_layers and self.moe.sparse_layers[-1] >= self.num_hidden_layers:
+            raise ValueError(f"MoE layers {self.moe.sparse_layers} exceed num_hidden_layers={self.num_hidden_layers}")
         return self
+
+    def is_sparse(self, layer: int) -> bool:
+        """Whether layer's MLP is the mixture of experts."""
+        return self.moe is not None and layer in self.moe.sparse_layers
 
     @property
     def q_size(self) -> int:
@@ -93,7 +116,7 @@ class ModelConfig(BaseModel):
         for flag in _UNSUPPORTED_FLAGS:
             if raw.get(flag):
                 raise ModelConfigError(f"{flag}=true is not supported for {arch}")
-        interleaved, qkv_bias = _ARCHITECTURES[arch]
+        family = _ARCHITECTURES[arch]
         heads = raw["num_attention_heads"]
         eos = raw.get("eos_token_id")
         return cls(
@@ -108,8 +131,10 @@ class ModelConfig(BaseModel):
             max_position_embeddings=raw.get("max_position_embeddings", 4096),
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
             rope_theta=_rope_theta(raw),
-            rope_interleaved=interleaved,
-            qkv_bias=qkv_bias,
+            rope_interleaved=family.rope_interleaved,
+            qkv_bias=family.qkv_bias,
+            qk_norm=family.qk_norm,
+            moe=None if family.moe is None else family.moe(raw),
             tie_word_embeddings=raw.get("tie_word_embeddings", False),
             bos_token_id=raw.get("bos_token_id"),
             eos_token_ids=tuple(eos if isinstance(eos, list) else [] if eos is None else [eos]),

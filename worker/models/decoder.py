@@ -1,8 +1,9 @@
-"""The one decoder that runs ERNIE 4.5 dense, Llama, Mistral and Qwen2 (config.py maps each
-architecture's settings onto it).
+"""The one decoder that runs ERNIE 4.5 dense, Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE
+(config.py maps each architecture's settings onto it).
 
 embed -> N x (RMSNorm, attention with RoPE + GQA through the kernels seam into the paged KV
-cache, RMSNorm, SwiGLU MLP) -> norm -> LM head on the sampled rows only.
+cache (Qwen3: each q and k head RMS-normalised before RoPE), RMSNorm, SwiGLU MLP or the
+mixture of experts of moe.py) -> norm -> LM head on the sampled rows only.
 Weights are plain tensors in [in, out] layout, prepared once at load so a layer runs few ops
 (on a small model every Paddle op costs more in dispatch than in arithmetic):
 - q/k/v are one matmul, gate/up one; q/k columns in rotary.py's pair order;
@@ -17,7 +18,9 @@ import numpy as np
 
 from kernels import AttentionBackend
 from worker.models.config import ModelConfig
+from worker.models.moe import SparseMoEBlock
 from worker.models.rotary import RotaryTable, apply_rotary, pair_halves
+from worker.models.tensors import release_host_memory, to_device
 from worker.models.weight_loader import LayerWeights, ModelWeights
 from worker.platform import paddle
 
@@ -60,6 +63,26 @@ class RMSNormalize:
         return out if xf is x else out.astype(x.dtype)
 
 
+class HeadRMSNorm:
+    """Qwen3's q_norm and k_norm: RMSNorm over each head's D dims, in float32 statistics as
+    paddleformers' RMSNorm; weight [heads, D] holds q_norm's row for every q head, then k_norm's."""
+
+    def __init__(self, weight, eps: float):
+        self.weight = weight
+        self.eps = paddle.full([1], eps, dtype="float32")
+
+    def __call__(self, x):
+        xf = x if x.dtype == paddle.float32 else x.astype("float32")
+        out = _C.multiply(xf, _C.rsqrt(_C.add(_C.mean(_C.square(xf), [-1], True), self.eps)))
+        return _C.multiply(out if xf is x else out.astype(x.dtype), self.weight)
+
+
+def head_norm_weight(w: LayerWeights, c: ModelConfig) -> np.ndarray:
+    """[Hq + Hkv, D]: the q and k norms tiled over their heads, in the q/k columns' pair order."""
+    rows = np.concatenate([np.tile(w.q_norm, (c.num_attention_heads, 1)), np.tile(w.k_norm, (c.num_key_value_heads, 1))])
+    return rows if c.rope_interleaved else pair_halves(rows, c.head_dim)
+
+
 def fused_qkv(w: LayerWeights, c: ModelConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """[H, q + 2kv] with the input norm folded in, and the bias; q/k pairs made adjacent."""
     qkv, bias = w.input_norm[:, None] * w.qkv_weight, w.qkv_bias
@@ -74,23 +97,31 @@ def fused_qkv(w: LayerWeights, c: ModelConfig) -> tuple[np.ndarray, np.ndarray |
 class _Layer:
     def __init__(self, w: LayerWeights, c: ModelConfig, dtype: str):
         def t(a):
-            return None if a is None else paddle.to_tensor(np.ascontiguousarray(a)).astype(dtype)
+            return to_device(a, dtype)
 
         qkv, bias = fused_qkv(w, c)
         self.qkv_weight, self.qkv_bias, self.o_weight = t(qkv), t(bias), t(w.o_weight)
-        self.gate_up_weight = t(w.post_norm[:, None] * w.gate_up_weight)
-        self.down_weight = t(w.down_weight)
+        self.head_norm = HeadRMSNorm(t(head_norm_weight(w, c)), c.rms_norm_eps) if c.qk_norm else None
+        self.moe = None if w.moe is None else SparseMoEBlock(w.moe, w.post_norm, c.moe, dtype)
+        if w.moe is None:
+            self.gate_up_weight = t(w.post_norm[:, None] * w.gate_up_weight)
+            self.down_weight = t(w.down_weight)
 
 
 class DecoderForCausalLM:
-    """ERNIE 4.5 dense, Llama, Mistral and Qwen2: one pre-norm RoPE + GQA + SwiGLU decoder."""
+    """One pre-norm RoPE + GQA decoder with a SwiGLU or mixture-of-experts MLP per layer."""
 
     def __init__(self, config: ModelConfig, weights: ModelWeights, backend: AttentionBackend, dtype: str):
         self.config, self.backend, self.dtype = config, backend, dtype
-        self.embed = paddle.to_tensor(weights.embed).astype(dtype)
-        self.layers = [_Layer(w, config, dtype) for w in weights.layers]
-        self.norm = paddle.to_tensor(weights.norm).astype(dtype)
-        self.lm_head = None if weights.lm_head is None else paddle.to_tensor(weights.lm_head).astype(dtype)
+        # One part at a time: each host array is dropped once it is on the device.
+        self.embed = to_device(weights.embed(), dtype)
+        self.layers = []
+        for w in weights.layers():
+            self.layers.append(_Layer(w, config, dtype))
+            del w
+            release_host_memory()
+        self.norm = to_device(weights.norm(), dtype)
+        self.lm_head = to_device(weights.lm_head(), dtype)
         self.rotary = RotaryTable(config.head_dim, config.rope_theta)
         self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
         self.scale = config.head_dim**-0.5
@@ -124,6 +155,8 @@ class DecoderForCausalLM:
             qkv = _C.matmul(x, layer.qkv_weight, False, False)
         else:
             qkv = _C.addmm(layer.qkv_bias, x, layer.qkv_weight, 1.0, 1.0)
+        if layer.head_norm is not None:
+            qkv = self._normalize_heads(layer, qkv)
         # q and k heads rotate in one complex multiply per layer; v goes through it unturned, so
         # a single split (a copy on Paddle's CPU) gives all three.
         turned = _C.reshape(apply_rotary(qkv, step.rotation), [0, 0, -1])  # [T, Hq + 2 Hkv, D]
@@ -133,8 +166,16 @@ class DecoderForCausalLM:
         out = self.backend.paged_attention(q, *kv_cache, a.query_start_loc, a.seq_lens, a.block_tables, self.scale)
         return _C.addmm(h, _C.reshape(out, [-1, c.q_size]), layer.o_weight, 1.0, 1.0)
 
+    def _normalize_heads(self, layer: _Layer, qkv):
+        """[T, Hq + 2 Hkv, D] with the q and k heads normalised, v as it was."""
+        qk_heads = self._qkv_split[0] + self._qkv_split[1]
+        qk, v = _C.split(_C.reshape(qkv, [0, -1, self.config.head_dim]), [qk_heads, self._qkv_split[2]], 1)
+        return _C.concat([layer.head_norm(qk), v], 1)
+
     def _mlp(self, layer: _Layer, h):
-        """h + down(silu(gate) * up)."""
+        """h + down(silu(gate) * up), or h + the mixture of experts."""
+        if layer.moe is not None:
+            return layer.moe(h, self.rms_normalize(h))
         gate_up = _C.matmul(self.rms_normalize(h), layer.gate_up_weight, False, False)
         gate, up = _C.split_with_num(gate_up, 2, 1)
         return _C.addmm(h, _C.multiply(_C.silu(gate), up), layer.down_weight, 1.0, 1.0)

@@ -2,8 +2,10 @@
 
 Real checkpoints (ERNIE 4.5, Qwen2, Llama) are stored in bfloat16; `safetensors`' NumPy
 backend refuses them. The format is simple (an 8-byte header length, a JSON header, raw
-little-endian data), so tensors are memory-mapped and bfloat16 is widened to float32
-exactly (it is float32's upper half).
+little-endian data). A SafetensorsFile reads only its header up front; each tensor is read on
+demand into its own array (bfloat16 widened to float32 exactly: it is float32's upper half),
+so a loader that converts tensor by tensor holds one tensor's bytes at a time, not the file:
+a memory map would keep every page it touched resident until the whole load ends.
 """
 
 import json
@@ -40,20 +42,28 @@ def read_header(path: Path) -> tuple[int, dict]:
     return 8 + size, header
 
 
-def load_numpy(path: str | Path) -> dict[str, np.ndarray]:
-    """Every tensor of the file; bfloat16 comes back as float32, the rest as stored."""
-    path = Path(path)
-    start, header = read_header(path)
-    data = np.memmap(path, dtype=np.uint8, mode="r")
-    out = {}
-    for name, info in header.items():
-        dtype = info.get("dtype")
-        if dtype not in _DTYPES:
-            raise SafetensorsFormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+class SafetensorsFile:
+    """One file's tensor index; read(name) reads that tensor alone."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.data_start, self.header = read_header(self.path)
+        for name, info in self.header.items():
+            if info.get("dtype") not in _DTYPES:
+                raise SafetensorsFormatError(f"{self.path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.header[name]["shape"])
+
+    def read(self, name: str) -> np.ndarray:
+        """bfloat16 comes back as float32, the rest as stored."""
+        info = self.header[name]
         begin, end = info["data_offsets"]
-        flat = data[start + begin : start + end].view(_DTYPES[dtype])
-        array = flat.reshape(info["shape"])
-        if dtype == "BF16":
+        raw = np.fromfile(self.path, dtype=np.uint8, count=end - begin, offset=self.data_start + begin)
+        if raw.size != end - begin:
+            raise SafetensorsFormatError(f"{self.path}: tensor {name!r} is truncated")
+        array = raw.view(_DTYPES[info["dtype"]]).reshape(info["shape"])
+        if info["dtype"] == "BF16":
             array = (array.astype(np.uint32) << 16).view(np.float32)
-        out[name] = array
-    return out
+        return array
+

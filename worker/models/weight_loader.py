@@ -7,16 +7,22 @@ Two on-disk layouts exist for the same model:
   names under `model.`, linear weights [out, in].
 The orientation is detected from tensor shapes (names are only the tie-breaker); q/k/v and
 gate/up are fused here, once, so each layer runs two matmuls fewer per step.
+Tensors are read one at a time, when asked for, and layers come out one by one (a generator)
+so the decoder turns each into device tensors before the next is read: host memory while
+loading stays near the loaded weights plus one layer, whatever the checkpoint's size
+(tests/model/test_load_memory.py measures it).
 """
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from worker.logs import get_logger
 from worker.models.config import ModelConfig
-from worker.models.safetensors_np import load_numpy
+from worker.models.moe_weights import MoEWeights, load_moe
+from worker.models.safetensors_np import SafetensorsFile
 
 log = get_logger(__name__)
 
@@ -34,17 +40,11 @@ class LayerWeights:
     qkv_bias: np.ndarray | None  # [q + 2kv]
     o_weight: np.ndarray  # [q, H]
     post_norm: np.ndarray  # [H]
-    gate_up_weight: np.ndarray  # [H, 2I], gate first
-    down_weight: np.ndarray  # [I, H]
-
-
-@dataclass(frozen=True)
-class ModelWeights:
-    embed: np.ndarray  # [V, H]
-    layers: list[LayerWeights]
-    norm: np.ndarray  # [H]
-    lm_head: np.ndarray | None  # [H, V]; None when tied to `embed`
-    layout: str  # "paddle" ([in, out]) or "pt" ([out, in]) as found on disk
+    gate_up_weight: np.ndarray | None  # [H, 2I], gate first; None in a MoE layer
+    down_weight: np.ndarray | None  # [I, H]
+    q_norm: np.ndarray | None = None  # [D], shared by every q head (Qwen3)
+    k_norm: np.ndarray | None = None  # [D]
+    moe: MoEWeights | None = None
 
 
 def checkpoint_files(model_dir: Path) -> list[Path]:
@@ -58,16 +58,16 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def read_tensors(model_dir: Path) -> dict[str, np.ndarray]:
-    """All tensors (memory-mapped; bfloat16 widened), names stripped of `ernie.`/`model.`."""
-    tensors: dict[str, np.ndarray] = {}
+def read_index(model_dir: Path) -> dict[str, tuple[SafetensorsFile, str]]:
+    """Every tensor's file and stored name, by its name stripped of `ernie.`/`model.` (headers only)."""
+    index: dict[str, tuple[SafetensorsFile, str]] = {}
     for path in checkpoint_files(model_dir):
         try:
-            for name, array in load_numpy(path).items():
-                tensors[_strip_prefix(name)] = array
+            f = SafetensorsFile(path)
         except (OSError, ValueError) as e:
             raise WeightLoadError(f"{path}: cannot read safetensors: {e}") from e
-    return tensors
+        index.update((_strip_prefix(name), (f, name)) for name in f.header)
+    return index
 
 
 def _strip_prefix(name: str) -> str:
@@ -77,33 +77,36 @@ def _strip_prefix(name: str) -> str:
     return name
 
 
-def detect_layout(tensors: dict[str, np.ndarray], config: ModelConfig) -> str:
+def detect_layout(shapes: dict[str, tuple[int, ...]], config: ModelConfig) -> str:
     """'paddle' if linear weights are [in, out], 'pt' if [out, in], from the first unambiguous one."""
     h, i, kv = config.hidden_size, config.intermediate_size, config.kv_size
     probes = [("layers.0.mlp.down_proj.weight", (i, h)), ("layers.0.self_attn.k_proj.weight", (h, kv)),
               ("layers.0.self_attn.o_proj.weight", (config.q_size, h))]
     for name, in_out in probes:
-        shape = tensors.get(name, np.empty(0)).shape
+        shape = shapes.get(name, ())
         if in_out[0] != in_out[1] and shape in (in_out, in_out[::-1]):
             return "paddle" if shape == in_out else "pt"
-    if "layers.0.self_attn.qkv_proj.weight" in tensors:
+    if "layers.0.self_attn.qkv_proj.weight" in shapes:
         return "paddle"  # fused tensors are a Paddle-layout feature
     return "pt"  # square everywhere: nothing to tell; HF layout is the common case
 
 
 class _Reader:
-    def __init__(self, tensors: dict[str, np.ndarray], layout: str, model_dir: Path):
-        self.tensors, self.layout, self.model_dir = tensors, layout, model_dir
+    def __init__(self, index: dict[str, tuple[SafetensorsFile, str]], layout: str, model_dir: Path):
+        self.index, self.layout, self.model_dir = index, layout, model_dir
         self.used: set[str] = set()
 
     def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        if name not in self.tensors:
+        if name not in self.index:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} is missing")
         self.used.add(name)
-        t = self.tensors[name]
-        if t.shape != shape:
-            raise WeightLoadError(f"{self.model_dir}: tensor {name!r} has shape {t.shape}, expected {shape}")
-        return t
+        f, stored = self.index[name]
+        if f.shape(stored) != shape:
+            raise WeightLoadError(f"{self.model_dir}: tensor {name!r} has shape {f.shape(stored)}, expected {shape}")
+        try:
+            return f.read(stored)
+        except (OSError, ValueError) as e:
+            raise WeightLoadError(f"{f.path}: cannot read tensor {stored!r}: {e}") from e
 
     def linear(self, name: str, n_in: int, n_out: int) -> np.ndarray:
         """A linear weight as [in, out] whatever the layout on disk."""
@@ -112,7 +115,7 @@ class _Reader:
         return np.ascontiguousarray(self.get(name, (n_out, n_in)).T)
 
     def has(self, name: str) -> bool:
-        return name in self.tensors
+        return name in self.index
 
 
 def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
@@ -126,10 +129,12 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
     bias = None
     if c.qkv_bias:
         bias = np.concatenate([r.get(p + f"self_attn.{x}_proj.bias", (n,)) for x, n in (("q", q), ("k", kv), ("v", kv))])
-    if r.has(p + "mlp.up_gate_proj.weight"):
-        gate_up = r.linear(p + "mlp.up_gate_proj.weight", h, 2 * inter)
+    gate_up, down, moe = None, None, None
+    if c.is_sparse(idx):
+        moe = load_moe(r, p + "mlp.", h, c.moe)
     else:
-        gate_up = np.concatenate([r.linear(p + f"mlp.{x}_proj.weight", h, inter) for x in ("gate", "up")], axis=1)
+        gate_up, down = _dense_mlp(r, p, h, inter)
+    d = c.head_dim
     return LayerWeights(
         input_norm=r.get(p + "input_layernorm.weight", (h,)),
         qkv_weight=qkv,
@@ -137,27 +142,52 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
         o_weight=r.linear(p + "self_attn.o_proj.weight", q, h),
         post_norm=r.get(p + "post_attention_layernorm.weight", (h,)),
         gate_up_weight=gate_up,
-        down_weight=r.linear(p + "mlp.down_proj.weight", inter, h),
+        down_weight=down,
+        q_norm=r.get(p + "self_attn.q_norm.weight", (d,)) if c.qk_norm else None,
+        k_norm=r.get(p + "self_attn.k_norm.weight", (d,)) if c.qk_norm else None,
+        moe=moe,
     )
+
+
+def _dense_mlp(r: _Reader, p: str, h: int, inter: int) -> tuple[np.ndarray, np.ndarray]:
+    if r.has(p + "mlp.up_gate_proj.weight"):
+        gate_up = r.linear(p + "mlp.up_gate_proj.weight", h, 2 * inter)
+    else:
+        gate_up = np.concatenate([r.linear(p + f"mlp.{x}_proj.weight", h, inter) for x in ("gate", "up")], axis=1)
+    return gate_up, r.linear(p + "mlp.down_proj.weight", inter, h)
+
+
+class ModelWeights:
+    """The checkpoint in the decoder's layout, read as asked: each call reads its tensors anew,
+    so the caller converts one part and drops it before the next is read."""
+
+    def __init__(self, reader: "_Reader", config: ModelConfig):
+        self._r, self._c = reader, config
+        self.layout = reader.layout  # "paddle" ([in, out]) or "pt" ([out, in]) as found on disk
+
+    def embed(self) -> np.ndarray:  # [V, H]
+        return self._r.get("embed_tokens.weight", (self._c.vocab_size, self._c.hidden_size))
+
+    def norm(self) -> np.ndarray:  # [H]
+        return self._r.get("norm.weight", (self._c.hidden_size,))
+
+    def lm_head(self) -> np.ndarray | None:  # [H, V]; None when tied to `embed`
+        if self._c.tie_word_embeddings:
+            return None
+        return self._r.linear("lm_head.weight", self._c.hidden_size, self._c.vocab_size)
+
+    def layers(self) -> Iterator[LayerWeights]:
+        for i in range(self._c.num_hidden_layers):
+            yield _load_layer(self._r, self._c, i)
+        r = self._r
+        unused = sorted(r.index.keys() - r.used - {"lm_head.weight"})  # a tied head may still be stored
+        log.info("weights_loaded", model_dir=str(r.model_dir), layout=r.layout, tensors=len(r.index),
+                 unused_tensors=len(unused), unused_examples=unused[:5])
 
 
 def load_weights(model_dir: str | Path, config: ModelConfig) -> ModelWeights:
+    """The checkpoint's index (headers only); tensors are read when ModelWeights is asked."""
     model_dir = Path(model_dir)
-    tensors = read_tensors(model_dir)
-    layout = detect_layout(tensors, config)
-    r = _Reader(tensors, layout, model_dir)
-    h, v = config.hidden_size, config.vocab_size
-    lm_head = None
-    if not config.tie_word_embeddings:
-        lm_head = r.linear("lm_head.weight", h, v)
-    weights = ModelWeights(
-        embed=r.get("embed_tokens.weight", (v, h)),
-        layers=[_load_layer(r, config, i) for i in range(config.num_hidden_layers)],
-        norm=r.get("norm.weight", (h,)),
-        lm_head=lm_head,
-        layout=layout,
-    )
-    unused = sorted(tensors.keys() - r.used - {"lm_head.weight"})  # a tied head may still be stored
-    log.info("weights_loaded", model_dir=str(model_dir), layout=layout, tensors=len(tensors),
-             unused_tensors=len(unused), unused_examples=unused[:5])
-    return weights
+    index = read_index(model_dir)
+    layout = detect_layout({name: f.shape(stored) for name, (f, stored) in index.items()}, config)
+    return ModelWeights(_Reader(index, layout, model_dir), config)
