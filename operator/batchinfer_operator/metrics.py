@@ -1,11 +1,11 @@
 """Prometheus metrics: runs by phase, shard outcomes, requests served and failed, run durations."""
 
 import threading
-from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from batchinfer_operator.status import BatchInferenceStatus, Phase
+from batchinfer_operator.timestamps import seconds_between
 
 RUNS = Gauge("batchinfer_runs", "BatchInference runs seen by this operator, by phase", ["phase"])
 RUNS_FINISHED = Counter("batchinfer_runs_finished_total", "Runs that reached a final phase", ["phase"])
@@ -18,13 +18,6 @@ DURATION = Histogram(
 
 _lock = threading.Lock()
 _phases: dict[str, Phase] = {}
-
-
-def _seconds(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
-    return max(0.0, (parse(end) - parse(start)).total_seconds())
 
 
 def observe(key: str, old: Phase | None, status: BatchInferenceStatus) -> None:
@@ -40,9 +33,9 @@ def observe(key: str, old: Phase | None, status: BatchInferenceStatus) -> None:
     SHARDS.labels("failed").inc(status.shards.failed)
     REQUESTS.labels("completed").inc(status.request_counts.completed)
     REQUESTS.labels("failed").inc(status.request_counts.failed)
-    seconds = _seconds(status.start_time, status.completion_time)
+    seconds = seconds_between(status.start_time, status.completion_time)
     if seconds is not None:
-        DURATION.observe(seconds)
+        DURATION.observe(max(0.0, seconds))
 
 
 def forget(key: str) -> None:

@@ -17,8 +17,8 @@ from batchinfer_operator.names import (
 )
 from batchinfer_operator.observed import belongs_to
 from batchinfer_operator.plan import Plan, plan
-from batchinfer_operator.scrape import scrape_shards
 from batchinfer_operator.reducer import Observed, prior_status, reduce_status
+from batchinfer_operator.scrape import scrape_shards
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import BatchInferenceStatus, Phase

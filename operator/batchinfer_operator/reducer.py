@@ -1,7 +1,6 @@
 """The status reducer: (CR, its Jobs, their pods, now) -> status. Pure: no I/O, no clock."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,12 +9,13 @@ from batchinfer_operator.observed import (
     MAX_REASON_CHARS, cannot_start, changed_since_built, describe_failure, failed_pods, is_quota,
     job_condition, parse_indexes, shard_index, shard_summary, unschedulable,
 )
-from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.progress import Scraped, progress
+from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import (
     PHASE_STAMPS, BatchInferenceStatus, Condition, Phase, Progress, RequestCounts, ShardCounts,
 )
 from batchinfer_operator.stopping import StopReason, expires_at, stop_reason, stopping_phase
+from batchinfer_operator.timestamps import seconds_between
 from worker.contract import ShardSummary, redact
 
 
@@ -254,7 +254,7 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
     summaries = _summaries(obs)
     finished = parse_indexes(((obs.shards_job or {}).get("status") or {}).get("completedIndexes")) | set(summaries)
     live = progress(prior.progress if prior else None, obs.scraped, finished, list(summaries.values()), total,
-                    _elapsed(start_time, now), phase is Phase.SUCCEEDED)
+                    seconds_between(start_time, now), phase is Phase.SUCCEEDED)
     requests = _gathered_counts(obs, shards.total) or _request_counts(summaries, prior, live)
     return BatchInferenceStatus(
         phase=phase,
@@ -274,13 +274,6 @@ def reduce_status(cr: dict[str, Any], obs: Observed, now: str) -> BatchInference
         **_urls(obs.spec, cr),
         **_phase_stamps(prior, phase, now),
     )
-
-
-def _elapsed(start: str | None, now: str) -> float | None:
-    if start is None:
-        return None
-    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
-    return (parse(now) - parse(start)).total_seconds()
 
 
 def _urls(spec: BatchInferenceSpec | None, cr: dict[str, Any]) -> dict[str, str | None]:

@@ -3,13 +3,14 @@ window. Pure: the reducer asks why a run stops and what phase that gives; the pl
 the shards Job and, once no shard pod runs, creates the gather that publishes what finished and
 closes every other request with OpenAI's batch_cancelled / batch_expired line."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from batchinfer_operator.names import ANNOTATION_STOP_REASON
 from batchinfer_operator.observed import is_live, job_condition
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.status import Phase
+from batchinfer_operator.timestamps import format_time, parse_time
 from worker.contract import ClosingCode
 
 StopReason = Literal["cancelled", "expired"]
@@ -18,16 +19,12 @@ _PHASES = {"cancelled": (Phase.CANCELLING, Phase.CANCELLED), "expired": (Phase.E
 _WHY = {"cancelled": "cancelled", "expired": "past its completion window"}
 
 
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
 def expires_at(cr: dict[str, Any], spec: BatchInferenceSpec) -> str | None:
     """The creation time plus the completion window, as Kubernetes writes times."""
     created, window = cr.get("metadata", {}).get("creationTimestamp"), spec.completion_window_seconds
     if not created or window is None:
         return None
-    return (_parse(created) + timedelta(seconds=window)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(parse_time(created) + timedelta(seconds=window))
 
 
 def stop_reason(cr: dict[str, Any], spec: BatchInferenceSpec, prior_reason: StopReason | None,
@@ -42,7 +39,7 @@ def stop_reason(cr: dict[str, Any], spec: BatchInferenceSpec, prior_reason: Stop
     if spec.cancel:
         return "cancelled"
     deadline = expires_at(cr, spec)
-    return "expired" if deadline is not None and _parse(now) >= _parse(deadline) else None
+    return "expired" if deadline is not None and parse_time(now) >= parse_time(deadline) else None
 
 
 def stopping_phase(gather_job: dict[str, Any] | None, shard_pods: list[dict[str, Any]], reason: StopReason,
