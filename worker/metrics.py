@@ -37,7 +37,7 @@ class WorkerMetrics:
         self.range_start = Gauge(METRIC_RANGE_START, "First byte of this pod's input range", registry=r)
         self.range_end = Gauge(METRIC_RANGE_END, "End (exclusive) of this pod's input range", registry=r)
         self.input_size = Gauge(METRIC_INPUT_SIZE, "Size of the whole input file", registry=r)
-        self.running = Gauge("batchinfer:num_requests_running", "Engine requests being computed", registry=r)
+        self.running = Gauge("batchinfer:num_requests_running", "Engine requests of the latest step", registry=r)
         self.waiting = Gauge("batchinfer:num_requests_waiting", "Engine requests queued", registry=r)
         self.kv_used = Gauge("batchinfer:kv_cache_blocks_used", "KV-cache blocks held by requests", registry=r)
         self.kv_total = Gauge("batchinfer:kv_cache_blocks_total", "KV-cache blocks allocated", registry=r)
@@ -89,9 +89,6 @@ class WorkerMetrics:
         self.bytes_done.labels(attempt).inc(to - self._done_to)
         self._done_to = to
 
-    def observe_step(self, seconds: float, stats: EngineStats) -> None:
-        self.step_time.observe(seconds)
-        self.show_load(stats)
 
     def show_load(self, stats: EngineStats) -> None:
         self.running.set(stats.num_requests_running)
@@ -102,7 +99,8 @@ class WorkerMetrics:
 
 
 class MeteredEngine:
-    """An Engine whose steps are timed and whose load is sampled after each one."""
+    """An Engine whose steps are timed and whose load is sampled as each one starts: what the
+    step computes (sampled after it, the gauges would read 0 whenever a step finished them all)."""
 
     def __init__(self, engine: Engine, metrics: WorkerMetrics):
         self._engine, self._metrics = engine, metrics
@@ -112,7 +110,8 @@ class MeteredEngine:
         metrics.show_load(engine.stats())  # the KV-cache size, before the first step
 
     def step(self) -> list[RequestOutput]:
+        self._metrics.show_load(self._engine.stats())
         t0 = time.perf_counter()
         outputs = self._engine.step()
-        self._metrics.observe_step(time.perf_counter() - t0, self._engine.stats())
+        self._metrics.step_time.observe(time.perf_counter() - t0)
         return outputs

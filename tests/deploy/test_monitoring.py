@@ -44,7 +44,8 @@ def exported() -> tuple[set[str], set[str]]:
     metrics = WorkerMetrics()
     metrics.set_phase("serving")
     metrics.start_range(0, 10, 10, ChunkStats(lines=1, failed={"invalid_json": 1}), 5)
-    metrics.observe_step(0.01, EngineStats(1, 0, 1, 4))
+    metrics.show_load(EngineStats(1, 0, 1, 4))
+    metrics.step_time.observe(0.01)
     samples = [s for family in metrics.registry.collect() for s in family.samples]
     return {s.name for s in samples}, {label for s in samples for label in s.labels}
 
