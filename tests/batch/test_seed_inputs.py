@@ -4,7 +4,6 @@ not import either project) and the bodies against the openai SDK's types."""
 
 from typing import Any
 
-import pytest
 from openai.types import Completion
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
