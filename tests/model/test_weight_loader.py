@@ -157,3 +157,19 @@ def test_corrupt_safetensors_is_a_typed_error(tmp_path, pt_dir):
     (out / "model.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{nope")
     with pytest.raises(WeightLoadError, match="header is not JSON"):
         load_weights(out, ModelConfig.from_pretrained(out))
+
+
+def test_the_report_names_only_tensors_the_model_never_read(tmp_path, pt_dir):
+    from structlog.testing import capture_logs
+
+    out = tmp_path / "extra"
+    shutil.copytree(pt_dir, out)
+    t = load_file(str(out / "model.safetensors"))
+    t["model.layers.0.stray.weight"] = np.zeros(3, np.float32)
+    save_file(t, str(out / "model.safetensors"))
+    # the decoder reads the final norm and head after the layers: they are used, not stray
+    for model_dir, unused in ((pt_dir, []), (out, ["layers.0.stray.weight"])):
+        with capture_logs() as logs:
+            run(model_dir)
+        (report,) = [e for e in logs if e["event"] == "weights_loaded"]
+        assert report["unused_examples"] == unused, report

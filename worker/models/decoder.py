@@ -122,6 +122,7 @@ class DecoderForCausalLM:
             release_host_memory()
         self.norm = to_device(weights.norm(), dtype)
         self.lm_head = to_device(weights.lm_head(), dtype)
+        weights.report()
         self.rotary = RotaryTable(config.head_dim, config.rope_theta)
         self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
         self.scale = config.head_dim**-0.5

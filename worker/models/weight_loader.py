@@ -179,6 +179,9 @@ class ModelWeights:
     def layers(self) -> Iterator[LayerWeights]:
         for i in range(self._c.num_hidden_layers):
             yield _load_layer(self._r, self._c, i)
+
+    def report(self) -> None:
+        """Once every part was read: what the checkpoint holds that the model did not use."""
         r = self._r
         unused = sorted(r.index.keys() - r.used - {"lm_head.weight"})  # a tied head may still be stored
         log.info("weights_loaded", model_dir=str(r.model_dir), layout=r.layout, tensors=len(r.index),
