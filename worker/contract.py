@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 WORKER_EXECUTABLE = "worker"
 RUN_SHARD = "run-shard"
 GATHER = "gather"
+CLEAN_STAGING = "clean-staging"
 
 # The flags the operator passes (the worker also accepts FastDeploy's longer spellings).
 FLAG_INPUT = "--input"

@@ -1,17 +1,18 @@
-"""Pure builders of the two Jobs of a run: the Indexed shards Job and the gather Job."""
+"""Pure builders of the Jobs of a run: the Indexed shards Job, the gather Job, and the cleanup Job
+of a failed run."""
 
 import json
 from typing import Any
 
 from batchinfer_operator.names import (
-    ANNOTATION_BUILT_FROM, ANNOTATION_STOP_REASON, API_VERSION, KIND, LABEL_KUEUE_QUEUE, ROLE_GATHER, ROLE_SHARDS,
-    gather_job_name, run_labels, shards_job_name,
+    ANNOTATION_BUILT_FROM, ANNOTATION_STOP_REASON, API_VERSION, KIND, LABEL_KUEUE_QUEUE, ROLE_CLEANUP, ROLE_GATHER,
+    ROLE_SHARDS, cleanup_job_name, gather_job_name, run_labels, shards_job_name,
 )
 from batchinfer_operator.pod_template import GATHER_RESOURCES, pod_template
 from batchinfer_operator.settings import OperatorSettings
 from batchinfer_operator.spec import BatchInferenceSpec
 from batchinfer_operator.stopping import CLOSING_CODE, StopReason
-from batchinfer_operator.worker_command import RunValues, gather_command, run_shard_command
+from batchinfer_operator.worker_command import RunValues, clean_staging_command, gather_command, run_shard_command
 
 # Preemption, eviction and node drains are not the worker's fault: they never use up retries.
 POD_FAILURE_POLICY = {
@@ -80,6 +81,17 @@ def shards_job(
         "template": template,
     }
     return _job(cr, spec, shards_job_name(cr["metadata"]["name"]), ROLE_SHARDS, job_spec)
+
+
+def cleanup_job(
+    cr: dict[str, Any], spec: BatchInferenceSpec, run: RunValues, settings: OperatorSettings
+) -> dict[str, Any]:
+    """Deletes what a failed run staged, in a pod with the run's credentials (never the operator)."""
+    template = pod_template(spec, settings, _labels(cr, spec, ROLE_CLEANUP), clean_staging_command(run),
+                            GATHER_RESOURCES)
+    job_spec = {"completions": 1, "parallelism": 1, "backoffLimit": 2, "podReplacementPolicy": "Failed",
+                "template": template}
+    return _job(cr, spec, cleanup_job_name(cr["metadata"]["name"]), ROLE_CLEANUP, job_spec, suspend=False)
 
 
 def gather_job(

@@ -21,6 +21,7 @@ ANNOTATION_STOP_REASON = "batchinfer.io/stop-reason"
 
 ROLE_SHARDS = "shards"
 ROLE_GATHER = "gather"
+ROLE_CLEANUP = "cleanup"
 
 # An Indexed Job's pods are named <job>-<index>-<random>, and the API server refuses a Job whose
 # "<job>-<last index>" is not a DNS label (63): with "-shards" and indexes up to 9999, 51.
@@ -33,6 +34,10 @@ def shards_job_name(run_name: str) -> str:
 
 def gather_job_name(run_name: str) -> str:
     return f"{run_name}-gather"
+
+
+def cleanup_job_name(run_name: str) -> str:
+    return f"{run_name}-cleanup"
 
 
 def run_labels(run_name: str, role: str) -> dict[str, str]:

@@ -54,6 +54,16 @@ def _gather_ttl(spec: BatchInferenceSpec, obs: Observed, status: BatchInferenceS
     return {job["metadata"]["name"]: ttl}
 
 
+def needs_cleanup(spec: BatchInferenceSpec, shards_job: dict[str, Any] | None, gather_job: dict[str, Any] | None,
+                  cleanup_job: dict[str, Any] | None, shard_pods: list[dict[str, Any]]) -> bool:
+    """A failed run's staging is deleted once no shard pod can still write to it. Not when
+    nothing was staged (no shards Job), nor when a gather ran (it deletes after publishing; a
+    failed one leaves staging to be looked at), nor when asked to keep it."""
+    keep = spec.staging is not None and spec.staging.keep
+    return (not keep and shards_job is not None and gather_job is None and cleanup_job is None
+            and not any(map(is_live, shard_pods)))
+
+
 def plan(cr: dict[str, Any], obs: Observed, run: RunValues, settings: OperatorSettings, now: str) -> Plan:
     status = reduce_status(cr, obs, now)
     spec = obs.spec

@@ -11,12 +11,12 @@ from typing import Any
 import kopf
 import structlog
 
-from batchinfer_operator import kube, metrics
+from batchinfer_operator import jobs, kube, metrics
 from batchinfer_operator.names import (
-    LABEL_RUN, MAX_NAME_LENGTH, ROLE_GATHER, ROLE_SHARDS, gather_job_name, shards_job_name,
+    LABEL_RUN, MAX_NAME_LENGTH, ROLE_GATHER, ROLE_SHARDS, cleanup_job_name, gather_job_name, shards_job_name,
 )
 from batchinfer_operator.observed import belongs_to
-from batchinfer_operator.plan import Plan, plan
+from batchinfer_operator.plan import Plan, needs_cleanup, plan
 from batchinfer_operator.reducer import Observed, prior_status, reduce_status
 from batchinfer_operator.scrape import scrape_shards
 from batchinfer_operator.settings import OperatorSettings
@@ -139,12 +139,38 @@ def _status(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -
     return reduce_status(cr, seen, now_iso())
 
 
+def clean_up_failed(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> None:
+    """After a failure: a pod with the run's credentials deletes what it staged (plan.needs_cleanup)."""
+    try:
+        spec = _validate(cr, settings)
+    except InvalidSpecError:
+        return  # nothing was ever staged
+    ns, name = cr["metadata"]["namespace"], cr["metadata"]["name"]
+    found = [kube.read_job(ns, job) for job in (shards_job_name(name), gather_job_name(name), cleanup_job_name(name))]
+    pods = [p for p in kube.list_pods(ns, f"{LABEL_RUN}={name}") if belongs_to(p, name, ROLE_SHARDS)]
+    if not needs_cleanup(spec, *found, pods):
+        return
+    job = jobs.cleanup_job(cr, spec, run_values(cr, spec, settings), settings)
+    kopf.adopt(job, owner=cr)
+    try:
+        _, created = kube.ensure_job(job)
+    except kube.KubeError as exc:
+        if exc.status not in INVALID | {403}:
+            raise  # transient: kopf retries the pass
+        log.warning("cleanup job refused", error=str(exc))
+        return
+    if created:
+        events(cr, "Normal", "StagingCleanup", f"created Job {job['metadata']['name']} to delete the run's staging")
+
+
 def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:
     """Bring the run one step forward and write its status if it changed."""
     meta = cr["metadata"]
     ns, name = meta["namespace"], meta["name"]
     old = prior_status(cr)
     if old is not None and old.phase.terminal:
+        if old.phase is Phase.FAILED:
+            clean_up_failed(cr, settings, events)
         return old
     status = _status(cr, settings, events)
     if old is None or status.wire() != old.wire():

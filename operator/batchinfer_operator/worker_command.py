@@ -4,7 +4,7 @@ worker CLI; tests/operator/test_worker_contract.py parses every line built here 
 from pydantic import BaseModel, ConfigDict
 
 from batchinfer_operator.spec import EngineSpec
-from worker.contract import (FLAG_BATCH_ID, FLAG_CHUNK_LINES, FLAG_CLOSE_UNFINISHED, FLAG_CREATED,
+from worker.contract import (CLEAN_STAGING, FLAG_BATCH_ID, FLAG_CHUNK_LINES, FLAG_CLOSE_UNFINISHED, FLAG_CREATED,
                              FLAG_DELETE_STAGING, FLAG_ERROR_FILE, FLAG_INPUT, FLAG_MODEL, FLAG_NUM_SHARDS,
                              FLAG_OUTPUT, FLAG_STAGING, GATHER, RUN_SHARD, WORKER_EXECUTABLE, ClosingCode,
                              engine_flag, negated_flag)
@@ -50,6 +50,10 @@ def run_shard_command(run: RunValues, engine: EngineSpec) -> list[str]:
         *([FLAG_CHUNK_LINES, str(run.checkpoint_lines)] if run.checkpoint_lines else []),
         *engine_args(engine),
     ]
+
+
+def clean_staging_command(run: RunValues) -> list[str]:
+    return [WORKER_EXECUTABLE, CLEAN_STAGING, FLAG_STAGING, run.staging_url, FLAG_NUM_SHARDS, str(run.num_shards)]
 
 
 def gather_command(run: RunValues, closing: ClosingCode | None = None) -> list[str]:

@@ -17,9 +17,10 @@ FAST_RETRIES = {"env": [{"name": "BATCHINFER_RETRY_BASE_SECONDS", "value": "0.01
 
 
 def failing_spec(http_server: Any, **spec: Any) -> dict[str, Any]:
-    """A run whose every shard fails: its input does not exist."""
+    """A run whose every shard fails: its input does not exist. Its staging (an S3 no test serves)
+    is kept: no cleanup pod of a failed run (test_operator_faults.py has one)."""
     return dict(model="/models/m", input={"url": http_server.url("missing.jsonl")},
-                output={"url": http_server.url("out.jsonl")}, staging={"url": "s3://staging/runs"},
+                output={"url": http_server.url("out.jsonl")}, staging={"url": "s3://staging/runs", "keep": True},
                 worker=FAST_RETRIES) | spec
 
 

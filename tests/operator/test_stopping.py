@@ -84,3 +84,17 @@ def test_status_shows_the_urls_without_their_secrets() -> None:
     cr = make_cr(output={"url": "https://u:p@h.example.com/o.jsonl?X-Amz-Signature=s"}, staging={"url": "s3://s/t"})
     status = plan_for(cr, shards_job=RUNNING).status
     assert status.output_url == "https://h.example.com/o.jsonl" and status.in_progress_at == NOW
+
+
+def test_a_failed_run_is_cleaned_up_once_no_shard_pod_can_write() -> None:
+    from batchinfer_operator.plan import needs_cleanup
+
+    spec = validate_spec(make_cr()["spec"], SETTINGS)
+    kept = validate_spec(make_cr(staging={"url": "s3://s/t", "keep": True})["spec"], SETTINGS)
+    shards = job(failedIndexes="1")
+    assert needs_cleanup(spec, shards, None, None, [pod(1, "Failed", 1)])
+    assert not needs_cleanup(spec, shards, None, None, [pod(0, "Running")])  # it may still write
+    assert not needs_cleanup(spec, None, None, None, [])  # nothing was staged
+    assert not needs_cleanup(spec, shards, gather(stop=None), None, [])  # a failed gather leaves it to look at
+    assert not needs_cleanup(spec, shards, None, {"metadata": {"name": "run-cleanup"}}, [])  # once
+    assert not needs_cleanup(kept, shards, None, None, [])

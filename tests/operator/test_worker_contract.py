@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic.alias_generators import to_camel, to_snake
 
-from batchinfer_operator.jobs import gather_job, shards_job
+from batchinfer_operator.jobs import cleanup_job, gather_job, shards_job
 from batchinfer_operator.observed import shard_summary
 from batchinfer_operator.reconcile import run_values
 from batchinfer_operator.settings import OperatorSettings
@@ -114,6 +114,16 @@ def assert_serves_metrics_on_its_named_port(container: dict[str, Any], args) -> 
     assert (address, options.port, options.address) == ("status.podIP", port["containerPort"], "10.1.2.3")
 
 
+def test_the_worker_parses_the_cleanup_command_line() -> None:
+    obj = make_cr()
+    spec = validate_spec(obj["spec"], SETTINGS)
+    run = run_values(obj, spec, SETTINGS)
+    container = worker_container(cleanup_job(obj, spec, run, SETTINGS))
+    args = build_parser().parse_args(container["command"][1:])
+    assert args.command == contract.CLEAN_STAGING
+    assert (args.staging_url, args.num_shards) == (run.staging_url, 3)
+
+
 def test_the_api_server_accepts_every_variant_and_the_jobs_built_from_it(kube: KubeClient) -> None:
     """Dry runs on the real API server: the CRs and the Jobs the previous tests parsed are real ones."""
     for engine in ENGINES:
@@ -121,7 +131,8 @@ def test_the_api_server_accepts_every_variant_and_the_jobs_built_from_it(kube: K
         kube.request("POST", CR_PATH, obj, params={"dryRun": "All"})
         spec = validate_spec(obj["spec"], SETTINGS)
         run = run_values(obj, spec, SETTINGS)
-        for job in (shards_job(obj, spec, run, SETTINGS), gather_job(obj, spec, run, SETTINGS)):
+        for job in (shards_job(obj, spec, run, SETTINGS), gather_job(obj, spec, run, SETTINGS),
+                    cleanup_job(obj, spec, run, SETTINGS)):
             kube.request("POST", JOBS_PATH, job, params={"dryRun": "All"})
 
 

@@ -113,7 +113,7 @@ def test_operator_never_shows_credentials(cluster):
         bad = dict(model="/models/m", input={"url": f"http://u:{SECRETS[2]}@169.254.169.254/x?s={SECRETS[3]}"},
                    output={"url": "s3://b/o.jsonl"}, credentials={"secretName": "creds"}, shards=1)
         failing = dict(model="/models/m", input={"url": presigned(http, "missing.jsonl")},
-                       output={"url": presigned(http, "out.jsonl")}, staging={"url": "s3://staging/runs"},
+                       output={"url": presigned(http, "out.jsonl")}, staging={"url": "s3://staging/runs", "keep": True},
                        credentials={"secretName": "creds"}, shards=2, retries={"perShard": 0}, worker=env)
         # as the chart runs it at its default logLevel (info); --verbose logs whole CR bodies
         cluster.operator.start([f"{VENV_BIN}/kopf", "run", "--standalone", "--all-namespaces", "--log-format=json",

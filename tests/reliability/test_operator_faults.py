@@ -154,8 +154,13 @@ def test_pod_disruption_uses_no_retry(staged: Cluster, http_server: Any, s3_serv
     if not disrupted:
         assert status["phase"] == "Failed", status
         assert status["message"].startswith("shard 1 failed after 1 attempt(s): exit code 137"), status["message"]
-        # The failed index ends the Job: the controller stops the other shards' pods too.
-        assert shards["status"]["failedIndexes"] == "1" and c.jobs_created() == ["x-shards"]
+        # The failed index ends the Job: the controller stops the other shards' pods too. Once
+        # none can write, a pod with the run's credentials deletes what the run staged.
+        assert shards["status"]["failedIndexes"] == "1"
+        c.operator.start()  # it was stopped above; a Job event brings the failed run to it again
+        c.wait("the cleanup Job done", lambda: job_succeeded(c, "x-cleanup"), timeout=120)
+        assert c.jobs_created() == ["x-cleanup", "x-shards"] and "StagingCleanup" in c.reasons("x")
+        assert s3_server.keys("staging/") == []
         return
     finished_ok(status)
     preempted = [p for p in pods if any(k["type"] == "DisruptionTarget" for k in p["status"].get("conditions", []))]

@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run-batch": "worker.cli.run_batch",
     "run-shard": "worker.cli.run_shard",
     "gather": "worker.cli.gather",
+    "clean-staging": "worker.cli.clean_staging",
     "build-kernels": "worker.cli.build_kernels",
 }
 
