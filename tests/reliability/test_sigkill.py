@@ -57,12 +57,19 @@ def shard_args(d: Path, staging: Path, model: Path, index: int) -> list:
             "--model", model, "--termination-message-path", staging / f"term-{index}", *FLAGS]
 
 
+def _chunks_done(progress: Path, chunks: int) -> int:
+    try:
+        return len(list(progress.rglob("part-*.json")))
+    except FileNotFoundError:  # the run finished and moved its checkpoint aside as we listed it
+        return chunks
+
+
 def kill_at_random_point(args: list, rng: random.Random, progress: Path, chunks: int) -> bool:
     """Start `worker args`, wait until a random number of chunks is done (plus a random
     fraction of the next), SIGKILL it; True when the kill landed before it finished."""
     proc = subprocess.Popen([*WORKER, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wanted, deadline = rng.randrange(chunks), time.monotonic() + 120
-    while len(list(progress.rglob("part-*.json"))) < wanted and proc.poll() is None:
+    while _chunks_done(progress, chunks) < wanted and proc.poll() is None:
         assert time.monotonic() < deadline, "no progress"
         time.sleep(0.01)
     time.sleep(rng.uniform(0, 0.3))
