@@ -96,6 +96,7 @@ def test_sharded_run_equals_run_batch_byte_for_byte(
     assert cluster.kubelet.started[("ok-shards", 1)] == 2 and cluster.job("ok-shards")["status"]["failed"] == 1
     assert status["shardsDisplay"] == "3/3" and status["completionTime"] and status["startTime"]
     assert cluster.jobs_created() == ["ok-gather", "ok-shards"]
+    assert s3_server.keys("staging/") == []  # published, then the gather deleted what the run staged
     assert {"JobCreated", "Running", "Finalizing", "Succeeded"} <= set(cluster.reasons("ok"))
 
 
