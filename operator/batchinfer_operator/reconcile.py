@@ -88,21 +88,30 @@ class Refusal:
     invalid: bool
 
 
+def create_job(cr: dict[str, Any], job: dict[str, Any], events: EventSink, reason: str = "JobCreated",
+               purpose: str = "") -> Refusal | None:
+    """Create one of the run's Jobs, once; the API server's refusal is returned, a transient error raised."""
+    # The builder already names the owner; adopt() adds the CR's own labels.
+    kopf.adopt(job, owner=cr)
+    name = job["metadata"]["name"]
+    try:
+        _, created = kube.ensure_job(job)
+    except kube.KubeError as exc:
+        if exc.status not in INVALID | {403}:
+            raise  # transient: kopf retries the pass
+        return Refusal(f"the API server refused Job {name}: {exc}", exc.status in INVALID)
+    if created:
+        log.info("job created", job=name)
+        events(cr, "Normal", reason, f"created Job {name}{purpose}")
+    return None
+
+
 def act(cr: dict[str, Any], todo: Plan, events: EventSink) -> Refusal | None:
     """Carry out the plan's writes; returns the API server's refusal of a Job, if any."""
     ns = cr["metadata"]["namespace"]
     for job in todo.create:
-        # The builder already names the owner; adopt() adds the CR's own labels.
-        kopf.adopt(job, owner=cr)
-        try:
-            _, created = kube.ensure_job(job)
-        except kube.KubeError as exc:
-            if exc.status not in INVALID | {403}:
-                raise  # transient: kopf retries the pass
-            return Refusal(f"the API server refused Job {job['metadata']['name']}: {exc}", exc.status in INVALID)
-        if created:
-            log.info("job created", job=job["metadata"]["name"])
-            events(cr, "Normal", "JobCreated", f"created Job {job['metadata']['name']}")
+        if (refused := create_job(cr, job, events)) is not None:
+            return refused
     for job_name, suspend in todo.suspend.items():
         kube.set_job_suspend(ns, job_name, suspend)
     for job_name, ttl in todo.ttl.items():
@@ -151,16 +160,9 @@ def clean_up_failed(cr: dict[str, Any], settings: OperatorSettings, events: Even
     if not needs_cleanup(spec, *found, pods):
         return
     job = jobs.cleanup_job(cr, spec, run_values(cr, spec, settings), settings)
-    kopf.adopt(job, owner=cr)
-    try:
-        _, created = kube.ensure_job(job)
-    except kube.KubeError as exc:
-        if exc.status not in INVALID | {403}:
-            raise  # transient: kopf retries the pass
-        log.warning("cleanup job refused", error=str(exc))
-        return
-    if created:
-        events(cr, "Normal", "StagingCleanup", f"created Job {job['metadata']['name']} to delete the run's staging")
+    refused = create_job(cr, job, events, "StagingCleanup", " to delete the run's staging")
+    if refused is not None:  # the run's status is final: the operator's log says why
+        log.warning("cleanup job refused", error=refused.message)
 
 
 def reconcile(cr: dict[str, Any], settings: OperatorSettings, events: EventSink) -> BatchInferenceStatus:
