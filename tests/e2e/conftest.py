@@ -46,6 +46,12 @@ def reference_greedy(model_dir: Path, prompts: list[list[int]], max_new_tokens: 
 
 
 @pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """The bundled tiny model (`worker make-tiny-model`'s default)."""
+    return write_tiny_model(tmp_path_factory.mktemp("bundled") / "tiny", TinyModelSpec())
+
+
+@pytest.fixture(scope="session")
 def model_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("e2e-models")
 

@@ -11,7 +11,6 @@ import pytest
 
 from tests.e2e.conftest import random_prompts
 from worker import LLM, GuidedDecodingParams, SamplingParams
-from worker.tiny_model import TinyModelSpec, write_tiny_model
 
 SHORT = {"type": "string", "maxLength": 8}
 SCHEMAS = [
@@ -60,11 +59,6 @@ SCHEMAS = [
 ]
 REGEXES = [r"[a-z]{3,8}-[0-9]{2,4}", r"(yes|no), because [a-z ]{1,20}\.", r"\(\d{3}\) \d{3}-\d{4}", r"[A-F0-9]{8}"]
 CHOICES = ["positive", "negative", "neutral", "a \"quoted\" answer"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_tiny_model(tmp_path_factory.mktemp("guided") / "tiny", TinyModelSpec())
 
 
 @pytest.fixture(scope="module")

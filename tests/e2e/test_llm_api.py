@@ -9,14 +9,8 @@ import pytest
 from tests.e2e.conftest import random_prompts
 from worker import LLM, SamplingParams
 from worker.engine.request_errors import PromptTooLongError
-from worker.tiny_model import TinyModelSpec, write_tiny_model
 
 GREEDY = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_tiny_model(tmp_path_factory.mktemp("llm-api") / "tiny", TinyModelSpec())
 
 
 @pytest.fixture(scope="module")
