@@ -24,13 +24,14 @@ from worker.platform import paddle
 
 log = get_logger(__name__)
 
-SOURCE = Path(__file__).with_name("paged_attention.cc")
+SOURCES = tuple(Path(__file__).with_name(n) for n in ("paged_attention.cc", "packed_matmul.cc", "swiglu.cc"))
 HEADERS = (Path(__file__).with_name("attention_math.h"),)
 # -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
 # (and one thread pool) in the process instead of adding libgomp beside it.
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
-LD_FLAGS = ["-liomp5"]
-OP_NAMES = ("bi_paged_attention", "bi_write_kv")
+# libmklml_intel: the MKL Paddle's matmul uses, for the packed-weight matmuls (packed_matmul.cc).
+LD_FLAGS = ["-liomp5", "-lmklml_intel"]
+OP_NAMES = ("bi_paged_attention", "bi_write_kv", "bi_pack_weight", "bi_packed_matmul", "bi_silu_mul")
 
 
 class KernelBuildError(RuntimeError):
@@ -58,9 +59,9 @@ def target() -> tuple[str, str]:
 
 
 def build_key() -> str:
-    h = hashlib.sha256(SOURCE.read_bytes())
-    for header in HEADERS:
-        h.update(header.read_bytes())
+    h = hashlib.sha256()
+    for source in (*SOURCES, *HEADERS):
+        h.update(source.read_bytes())
     for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, platform.machine(), *target()):
         h.update(part.encode())
     return h.hexdigest()[:16]
@@ -86,7 +87,7 @@ def _compile(name: str, build_dir: Path) -> set[str]:
     log.info("building the CPU attention op", build_dir=str(build_dir))
     # cpp_extension prints progress with print(); keep stdout for the caller's output.
     with contextlib.redirect_stdout(sys.stderr):
-        module = load(name=name, sources=[str(SOURCE)], extra_cxx_cflags=[*CXX_FLAGS, target()[0]],
+        module = load(name=name, sources=[str(s) for s in SOURCES], extra_cxx_cflags=[*CXX_FLAGS, target()[0]],
                       extra_ldflags=LD_FLAGS, build_directory=str(build_dir), verbose=False)
     return {op for op in OP_NAMES if hasattr(module, op)}
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from kernels import AttentionBackend
 from worker.models.config import ModelConfig
+from worker.models.linear import Linear, packing_enabled, swiglu
 from worker.models.moe import SparseMoEBlock
 from worker.models.rotary import RotaryTable, apply_rotary, pair_halves
 from worker.models.tensors import release_host_memory, to_device
@@ -95,17 +96,17 @@ def fused_qkv(w: LayerWeights, c: ModelConfig) -> tuple[np.ndarray, np.ndarray |
 
 
 class _Layer:
-    def __init__(self, w: LayerWeights, c: ModelConfig, dtype: str):
+    def __init__(self, w: LayerWeights, c: ModelConfig, dtype: str, packed: bool):
         def t(a):
             return to_device(a, dtype)
 
         qkv, bias = fused_qkv(w, c)
-        self.qkv_weight, self.qkv_bias, self.o_weight = t(qkv), t(bias), t(w.o_weight)
+        self.qkv, self.qkv_bias, self.o = Linear(t(qkv), packed), t(bias), Linear(t(w.o_weight), packed)
         self.head_norm = HeadRMSNorm(t(head_norm_weight(w, c)), c.rms_norm_eps) if c.qk_norm else None
         self.moe = None if w.moe is None else SparseMoEBlock(w.moe, w.post_norm, c.moe, dtype)
         if w.moe is None:
-            self.gate_up_weight = t(w.post_norm[:, None] * w.gate_up_weight)
-            self.down_weight = t(w.down_weight)
+            self.gate_up = Linear(t(w.post_norm[:, None] * w.gate_up_weight), packed)
+            self.down = Linear(t(w.down_weight), packed)
 
 
 class DecoderForCausalLM:
@@ -113,15 +114,18 @@ class DecoderForCausalLM:
 
     def __init__(self, config: ModelConfig, weights: ModelWeights, backend: AttentionBackend, dtype: str):
         self.config, self.backend, self.dtype = config, backend, dtype
+        packed = packing_enabled(backend.name, dtype)
+        self.swiglu = swiglu(backend.name == "cpu" and dtype == "float32")
         # One part at a time: each host array is dropped once it is on the device.
         self.embed = to_device(weights.embed(), dtype)
         self.layers = []
         for w in weights.layers():
-            self.layers.append(_Layer(w, config, dtype))
+            self.layers.append(_Layer(w, config, dtype, packed))
             del w
             release_host_memory()
         self.norm = to_device(weights.norm(), dtype)
-        self.lm_head = to_device(weights.lm_head(), dtype)
+        lm_head = to_device(weights.lm_head(), dtype)  # None: tied to the embedding [V, H]
+        self.lm_head = Linear(self.embed if lm_head is None else lm_head, packed, transposed=lm_head is None)
         weights.report()
         self.rotary = RotaryTable(config.head_dim, config.rope_theta)
         self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
@@ -142,20 +146,14 @@ class DecoderForCausalLM:
         if sample_indices is not None:
             h = _C.embedding(sample_indices, h, -1, False)  # a row gather; the norm is per row: select first
         h = _C.multiply(self.rms_normalize(h), self.norm)
-        if self.lm_head is None:
-            logits = _C.matmul(h, self.embed, False, True)
-        else:
-            logits = _C.matmul(h, self.lm_head, False, False)
+        logits = self.lm_head(h)
         return logits if self.dtype == "float32" else logits.astype("float32")
 
     def _attention(self, layer: _Layer, h, step: _Step, kv_cache):
         """h + o_proj(attention(...)): the residual add is the addmm's."""
         c = self.config
         x = self.rms_normalize(h)
-        if layer.qkv_bias is None:
-            qkv = _C.matmul(x, layer.qkv_weight, False, False)
-        else:
-            qkv = _C.addmm(layer.qkv_bias, x, layer.qkv_weight, 1.0, 1.0)
+        qkv = layer.qkv(x, layer.qkv_bias)
         if layer.head_norm is not None:
             qkv = self._normalize_heads(layer, qkv)
         # q and k heads rotate in one complex multiply per layer; v goes through it unturned, so
@@ -165,7 +163,7 @@ class DecoderForCausalLM:
         self.backend.write_kv(*kv_cache, k, v, step.slots)
         a = step.attn
         out = self.backend.paged_attention(q, *kv_cache, a.query_start_loc, a.seq_lens, a.block_tables, self.scale)
-        return _C.addmm(h, _C.reshape(out, [-1, c.q_size]), layer.o_weight, 1.0, 1.0)
+        return layer.o(_C.reshape(out, [-1, c.q_size]), h)
 
     def _normalize_heads(self, layer: _Layer, qkv):
         """[T, Hq + 2 Hkv, D] with the q and k heads normalised, v as it was."""
@@ -177,6 +175,4 @@ class DecoderForCausalLM:
         """h + down(silu(gate) * up), or h + the mixture of experts."""
         if layer.moe is not None:
             return layer.moe(h, self.rms_normalize(h))
-        gate_up = _C.matmul(self.rms_normalize(h), layer.gate_up_weight, False, False)
-        gate, up = _C.split_with_num(gate_up, 2, 1)
-        return _C.addmm(h, _C.multiply(_C.silu(gate), up), layer.down_weight, 1.0, 1.0)
+        return layer.down(self.swiglu(layer.gate_up(self.rms_normalize(h))), h)

@@ -1,0 +1,71 @@
+"""The packed-weight matmul and the fused SwiGLU of the `cpu` kernels against Paddle's own ops."""
+
+import numpy as np
+import pytest
+
+from kernels.cpu.packed import PackedWeight, silu_mul
+from worker.models.linear import Linear, swiglu
+from worker.platform import paddle
+
+C = paddle._C_ops
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 64, 300])
+@pytest.mark.parametrize("k,n", [(64, 96), (130, 257)])
+def test_packed_matmul_matches_paddle_with_and_without_residual_and_bias(rows, k, n):
+    rng = np.random.default_rng(rows + k)
+    w = paddle.to_tensor(rng.standard_normal((k, n), np.float32))
+    x = paddle.to_tensor(rng.standard_normal((rows, k), np.float32))
+    residual = paddle.to_tensor(rng.standard_normal((rows, n), np.float32))
+    bias = paddle.to_tensor(rng.standard_normal(n, np.float32))
+    packed = PackedWeight(w)
+    assert packed(x).shape == [rows, n]
+    if rows == 0:
+        return
+    ref = C.matmul(x, w, False, False).numpy()
+    assert rel_err(packed(x).numpy(), ref) < 1e-6
+    assert rel_err(packed(x, residual).numpy(), ref + residual.numpy()) < 1e-6
+    assert rel_err(packed(x, bias).numpy(), ref + bias.numpy()) < 1e-6
+
+
+def test_a_transposed_weight_is_packed_as_its_transpose():
+    """A tied LM head is the embedding [V, H]: logits = h @ embed^T."""
+    rng = np.random.default_rng(1)
+    embed = paddle.to_tensor(rng.standard_normal((300, 48), np.float32))
+    h = paddle.to_tensor(rng.standard_normal((5, 48), np.float32))
+    ref = C.matmul(h, embed, False, True).numpy()
+    assert rel_err(PackedWeight(embed, transposed=True)(h).numpy(), ref) < 1e-6
+    assert rel_err(Linear(embed, packed=True, transposed=True)(h).numpy(), ref) < 1e-6
+    assert rel_err(Linear(embed, packed=False, transposed=True)(h).numpy(), ref) < 1e-6
+
+
+def test_a_non_contiguous_input_is_made_contiguous():
+    rng = np.random.default_rng(2)
+    w = paddle.to_tensor(rng.standard_normal((32, 16), np.float32))
+    x = paddle.to_tensor(rng.standard_normal((32, 6), np.float32)).T  # [6, 32], a strided view
+    assert rel_err(PackedWeight(w)(x).numpy(), x.numpy() @ w.numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("rows", [0, 1, 5, 64])
+@pytest.mark.parametrize("inter", [3, 8, 77, 3072])
+def test_fused_swiglu_matches_paddles_split_silu_multiply(rows, inter):
+    rng = np.random.default_rng(rows * inter)
+    gate_up = paddle.to_tensor(6 * rng.standard_normal((rows, 2 * inter), np.float32))
+    fused = silu_mul(gate_up)
+    assert fused.shape == [rows, inter]
+    if rows:
+        assert rel_err(fused.numpy(), swiglu(False)(gate_up).numpy()) < 1e-6
+
+
+def test_fused_swiglu_at_the_extremes_of_float32():
+    gate = np.array([-1e4, -200, -88, -20, -1e-20, 0, 1e-20, 20, 88, 200, 1e4], np.float32)
+    gate_up = paddle.to_tensor(np.concatenate([gate, np.ones_like(gate)])[None, :])
+    expected = swiglu(False)(gate_up).numpy()
+    got = silu_mul(gate_up).numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-30)
