@@ -12,7 +12,8 @@ from worker.cli.bench import KEPT_MARKER
 
 ROWS = [("decode", "ours"), ("prefill", "ours"), ("prefix-on", "ours"), ("prefix-off", "ours"),
         ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers")]
-TARGETS = ["decode-heavy", "prefill-heavy", "reduced decode", "shared prefix", "scheduler: engine host",
+TARGETS = ["decode-heavy", "prefill-heavy", "limit: decode step's matmuls", "limit: prefill step's matmuls",
+           "reduced decode", "shared prefix", "scheduler: engine host",
            "scheduler: the same step",
            "attention: cpu backend KV", "attention: cpu backend speed-up", "guided decoding: worst extra ms",
            "bench wall time"]
@@ -65,6 +66,13 @@ def test_kernel_rows_and_every_target_judged(report):
     assert len(targets) == len(TARGETS)
     for name, row in zip(TARGETS, targets):
         assert row[0].startswith(name) and row[1] != "n/a", row
+
+
+def test_matmul_limit_rows_for_decode_and_prefill(report):
+    assert "## Matmul limit (issue 17)" in report
+    rows = {r[0]: r for r in table_rows(report) if len(r) == 7 and r[0] in ("decode", "prefill")}
+    assert set(rows) == {"decode", "prefill"}
+    assert all(float(r[5]) > 0 for r in rows.values())
 
 
 def test_only_rejects_an_unknown_group(capsys):

@@ -40,16 +40,29 @@ def _engine_runs(plan, only, big: str, small: str) -> list:
         (small, True, [by_name["scheduler"]] if "scheduler" in only else []),
     ]
     max_len = max(w.total_prompt_len + w.output_len for w in [*plan.workloads, plan.baseline]) + 64
-    results = []
+    results, limits = [], []
     for path, caching, workloads in groups:
         if not workloads:
             continue
         engine, recorder = make_engine(str(path), caching, max_len)
         warm_up(engine, recorder)
         results += [run_workload(engine, recorder, w) for w in workloads]
+        if not limits and ({"decode", "prefill"} & only) and path == big:
+            limits = _matmul_limits(engine.model_runner, by_name, plan.repeats)
         del engine, recorder
         gc.collect()
-    return results
+    return results, limits
+
+
+def _matmul_limits(runner, by_name, repeats: int) -> list:
+    """The decode and prefill steps' matmuls alone, on the engine's own weights (issue 17)."""
+    from worker.bench.matmul_limit import measure_matmul_limits
+
+    decode, prefill = by_name["decode"], by_name["prefill"]
+    budget = runner.max_num_batched_tokens
+    prefill_rows = min(budget, prefill.num_requests * prefill.prompt_len)
+    return measure_matmul_limits(runner, decode.num_requests, prefill_rows,
+                                 max(1, prefill_rows // prefill.prompt_len), repeats)
 
 
 def _limits(plan, only) -> tuple:
@@ -82,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     big = model_dir(args.model_cache, plan.big_model)
     small = model_dir(args.model_cache, plan.small_model) if "scheduler" in args.only else big
     limits, attention = _limits(plan, args.only)
-    results = _engine_runs(plan, args.only, big, small)
+    results, matmul_limits = _engine_runs(plan, args.only, big, small)
     if "baseline" in args.only:
         results.append(run_baseline(str(big), plan.baseline))
     after_limits, after_attention = _limits(plan, args.only)  # the host is shared: keep the best
@@ -92,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     report = BenchReport(
         command=_command(args),
         quick=args.quick, info=machine_info(), limits=limits, workloads=results, attention=attention,
-        sampler=sampler, guided=guided, total_seconds=time.perf_counter() - start,
+        sampler=sampler, guided=guided, matmul_limits=matmul_limits, total_seconds=time.perf_counter() - start,
     )
     text = render(report)
     print(text)
