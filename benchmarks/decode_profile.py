@@ -69,7 +69,8 @@ def alternate(runners: dict[str, ModelRunner], batch, rounds: int) -> tuple[dict
     parts: dict[str, list[Part]] = {}
     peaks = []
     for r in range(rounds):
-        for name, runner in runners.items():
+        order = list(runners.items())
+        for name, runner in order if r % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
             got = profile_step(runner, batch, 1, warmup=r == 0)
             if name not in parts:
                 parts[name] = got

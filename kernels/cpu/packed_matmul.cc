@@ -27,9 +27,11 @@ void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k
 namespace {
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
-// The row count packing is asked for; MKL's packed B serves every row count (its size does
-// not depend on it), this is only the hint the API requires.
-constexpr int kPackRows = 64;
+// The row count the panels are laid out for. The packed buffer serves every row count (its size
+// depends on K and N only), but its speed does not: laid out for 64 rows, prefill's 2048-row
+// calls ran 7-9% slower than a plain sgemm; for 2048 they run 3-10% faster, and decode's 64-row
+// calls keep their 17-20% gain (alternating ABBA in one process, gate_up and down shapes).
+constexpr int kPackRows = 2048;
 
 void CheckFloat32Cpu(const paddle::Tensor& t, const char* what) {
   PD_CHECK(t.is_cpu() && t.dtype() == paddle::DataType::FLOAT32, what, " must be a float32 CPU tensor");
