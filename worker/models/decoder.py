@@ -1,4 +1,4 @@
-"""The one decoder that runs ERNIE 4.5 dense, Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE
+"""The one decoder that runs ERNIE 4.5 dense and MoE, Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE
 (config.py maps each architecture's settings onto it).
 
 embed -> N x (RMSNorm, attention with RoPE + GQA through the kernels seam into the paged KV

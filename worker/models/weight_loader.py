@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from worker.logs import get_logger
 from worker.models.config import ModelConfig
-from worker.models.moe_weights import MoEWeights, load_moe
+from worker.models.moe_weights import MoEWeights, load_moe, swiglu_weights
 from worker.models.safetensors_np import SafetensorsFile
 
 log = get_logger(__name__)
@@ -133,7 +133,7 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
     if c.is_sparse(idx):
         moe = load_moe(r, p + "mlp.", h, c.moe)
     else:
-        gate_up, down = _dense_mlp(r, p, h, inter)
+        gate_up, down = swiglu_weights(r, p + "mlp.", h, inter)
     d = c.head_dim
     return LayerWeights(
         input_norm=r.get(p + "input_layernorm.weight", (h,)),
@@ -147,14 +147,6 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
         k_norm=r.get(p + "self_attn.k_norm.weight", (d,)) if c.qk_norm else None,
         moe=moe,
     )
-
-
-def _dense_mlp(r: _Reader, p: str, h: int, inter: int) -> tuple[np.ndarray, np.ndarray]:
-    if r.has(p + "mlp.up_gate_proj.weight"):
-        gate_up = r.linear(p + "mlp.up_gate_proj.weight", h, 2 * inter)
-    else:
-        gate_up = np.concatenate([r.linear(p + f"mlp.{x}_proj.weight", h, inter) for x in ("gate", "up")], axis=1)
-    return gate_up, r.linear(p + "mlp.down_proj.weight", inter, h)
 
 
 class ModelWeights:
