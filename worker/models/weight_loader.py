@@ -96,7 +96,7 @@ class _Reader:
         self.index, self.layout, self.model_dir = index, layout, model_dir
         self.used: set[str] = set()
 
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, ...], transpose: bool = False) -> np.ndarray:
         if name not in self.index:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} is missing")
         self.used.add(name)
@@ -104,7 +104,7 @@ class _Reader:
         if f.shape(stored) != shape:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} has shape {f.shape(stored)}, expected {shape}")
         try:
-            return f.read(stored)
+            return f.read(stored, transpose=transpose)
         except (OSError, ValueError) as e:
             raise WeightLoadError(f"{f.path}: cannot read tensor {stored!r}: {e}") from e
 
@@ -112,7 +112,7 @@ class _Reader:
         """A linear weight as [in, out] whatever the layout on disk."""
         if self.layout == "paddle":
             return self.get(name, (n_in, n_out))
-        return np.ascontiguousarray(self.get(name, (n_out, n_in)).T)
+        return self.get(name, (n_out, n_in), transpose=True)
 
     def has(self, name: str) -> bool:
         return name in self.index
