@@ -31,7 +31,7 @@ def family_config(spec: "TinyModelSpec") -> dict:
                 "moe_num_shared_experts": spec.moe_num_shared_experts,
                 "moe_layer_start_index": spec.moe_layer_start_index, "moe_layer_end_index": -1,
                 "moe_layer_interval": spec.moe_layer_interval, "moe_use_aux_free": True,
-                "moe_norm_gate_logits": True, "scoring_func": "softmax", "num_nextn_predict_layers": 0,
+                "moe_norm_gate_logits": True, "scoring_func": spec.moe_scoring, "num_nextn_predict_layers": 0,
                 "moe_capacity": [64, 64, 64]}
     out.update(attention_bias=False, use_sliding_window=False, sliding_window=None, max_window_layers=spec.num_layers)
     if spec.family == "qwen3_moe":

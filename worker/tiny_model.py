@@ -69,6 +69,7 @@ class TinyModelSpec(BaseModel):
     moe_num_shared_experts: int = Field(1, ge=0)
     moe_layer_start_index: int = Field(1, ge=0)
     moe_layer_interval: int = Field(1, ge=1)
+    moe_scoring: Literal["softmax", "sigmoid"] = "softmax"  # ERNIE's scoring_func
     # The routed experts as transformers 5's 3-D `experts.gate_up_proj` / `experts.down_proj`.
     fused_experts: bool = False
 

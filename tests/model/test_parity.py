@@ -35,6 +35,10 @@ CONFIGS = {
                                        num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
                                        moe_layer_interval=2, moe_num_shared_experts=2, moe_intermediate_size=24,
                                        seed=9),
+    # Sigmoid scoring (scoring_func), top-3 of 5.
+    "erniemoe_sigmoid_top3": dict(family="ernie4_5_moe", num_layers=2, hidden_size=32, num_attention_heads=4,
+                                  num_key_value_heads=1, num_experts=5, num_experts_per_tok=3,
+                                  moe_scoring="sigmoid", moe_intermediate_size=24, seed=10),
 }
 
 

@@ -3,7 +3,7 @@ layers while loading.
 
 glibc keeps freed heap memory for reuse: its mmap threshold grows to the largest block freed,
 so after the first layer every layer's host arrays come from the heap and stay resident when
-freed (+27 MiB over 108 MiB of weights in tests/model/test_load_memory.py). malloc_trim after
+freed (+27 MiB over 108 MiB of weights, measured when this was written). malloc_trim after
 each layer hands them back; elsewhere (no glibc) it is a no-op.
 
 On CPU, an array already in the engine's dtype becomes a tensor without a copy (DLPack: the
