@@ -2,7 +2,7 @@
 whose active parameters match ERNIE_03B's (~0.36B with the embedding): the same attention, and
 per MoE layer top-2 of 8 routed experts plus one shared expert, each 1024 wide, which is as
 many MLP FLOPs per token as the dense model's 3072-wide SwiGLU. Layer 0 stays dense, as in
-ERNIE 4.5 MoE. 1.0B parameters in all (4 GB as float32 on CPU).
+ERNIE 4.5 MoE. 0.68B parameters in all (2.5 GiB as float32 on CPU).
 
 The workload is smaller than the dense `decode` one (32 requests of 64 + 64 tokens) so that
 the group runs in about 3 minutes on 2 shared cores, the model's first write included; its
