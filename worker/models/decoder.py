@@ -79,7 +79,8 @@ class HeadRMSNorm:
 
 def head_norm_weight(w: LayerWeights, c: ModelConfig) -> np.ndarray:
     """[Hq + Hkv, D]: the q and k norms tiled over their heads, in the q/k columns' pair order."""
-    rows = np.concatenate([np.tile(w.q_norm, (c.num_attention_heads, 1)), np.tile(w.k_norm, (c.num_key_value_heads, 1))])
+    rows = np.concatenate([np.tile(w.q_norm, (c.num_attention_heads, 1)),
+                           np.tile(w.k_norm, (c.num_key_value_heads, 1))])
     return rows if c.rope_interleaved else pair_halves(rows, c.head_dim)
 
 

@@ -51,7 +51,8 @@ class SafetensorsFile:
         self.data_start, self.header = read_header(self.path)
         for name, info in self.header.items():
             if info.get("dtype") not in _DTYPES:
-                raise SafetensorsFormatError(f"{self.path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+                raise SafetensorsFormatError(
+                    f"{self.path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.header[name]["shape"])

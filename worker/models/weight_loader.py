@@ -128,7 +128,8 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
         qkv = np.concatenate(parts, axis=1)
     bias = None
     if c.qkv_bias:
-        bias = np.concatenate([r.get(p + f"self_attn.{x}_proj.bias", (n,)) for x, n in (("q", q), ("k", kv), ("v", kv))])
+        parts = (("q", q), ("k", kv), ("v", kv))
+        bias = np.concatenate([r.get(p + f"self_attn.{x}_proj.bias", (n,)) for x, n in parts])
     gate_up, down, moe = None, None, None
     if c.is_sparse(idx):
         moe = load_moe(r, p + "mlp.", h, c.moe)
