@@ -89,11 +89,13 @@ def main(argv: list[str]) -> int:
     runs: dict[str, list] = {n: [] for n in order}
     plan = [(r, order[r % len(order):] + order[:r % len(order)]) for r in range(args.rounds)]
     with tqdm(total=sum(len(o) for _, o in plan) + len(order), desc="bench-peers", unit="run") as bar:
-        for _, round_order in plan:
+        for round_index, round_order in plan:
             for name in round_order:
                 job = jobs.job(big, ggufs.get(big), workloads, args.threads)
                 result = systems.run_system(name, interpreters[name], job, scratch, args.threads, args.timeout)
                 (runs[name] if isinstance(result, jobs.SystemRun) else failures).append(result)
+                # Every run kept as it came, to be read while a long bench goes on.
+                (scratch / f"round{round_index}-{name}.json").write_text(result.model_dump_json())
                 bar.update()
         agreement = {}
         for name in order:

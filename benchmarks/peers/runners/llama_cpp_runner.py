@@ -3,9 +3,13 @@ f32: all sequences of a workload decode together in one batch per step, the way
 `llama-batched-bench` drives it, with greedy argmax over each step's logits in NumPy.
 
 Settings: llama.cpp's defaults for the context (f16 KV cache, flash attention auto, n_batch
-2048, n_ubatch 512) with n_threads = the cores and one unified KV cache, so that the
-shared-prefix workload computes its prefix once and copies it to every sequence
-(llama_memory_seq_cp, as batched-bench's shared-prompt mode), the prefix caching of a batch.
+2048, n_ubatch 512) with n_threads = the cores and one unified KV cache (as llama-server's
+default and batched-bench's -kvu: with a stream per sequence, a 64-sequence step ran ~40x
+slower here), one context per workload sized to it (n_ctx = sequences x their longest prompt
++ output), created with the model: attention visits every cell of the cache each step, so an
+oversized one would make llama.cpp look slower than it is. The shared-prefix workload computes
+its prefix once and copies it to every sequence (llama_memory_seq_cp, batched-bench's
+shared-prompt mode).
 """
 
 import sys
@@ -15,27 +19,31 @@ import numpy as np
 from common import read_job, run_all
 
 
+def load_model(path: str):
+    ll.llama_backend_init()
+    model = ll.llama_model_load_from_file(path.encode(), ll.llama_model_default_params())
+    if not model:
+        raise SystemExit(f"llama.cpp could not load {path}")
+    return model
+
+
 class BatchedContext:
-    def __init__(self, job: dict):
-        ll.llama_backend_init()
-        self.model = ll.llama_model_load_from_file(job["gguf"].encode(), ll.llama_model_default_params())
-        if not self.model:
-            raise SystemExit(f"llama.cpp could not load {job['gguf']}")
-        self.vocab = ll.llama_vocab_n_tokens(ll.llama_model_get_vocab(self.model))
+    def __init__(self, model, num_seqs: int, seq_len: int, threads: int):
+        self.vocab = ll.llama_vocab_n_tokens(ll.llama_model_get_vocab(model))
         params = ll.llama_context_default_params()
-        params.n_ctx = job["kv_tokens"]
-        params.n_seq_max = job["max_seqs"]
-        params.n_threads = params.n_threads_batch = job["threads"]
+        params.n_seq_max = num_seqs
+        params.n_ctx = num_seqs * -(-seq_len // 256) * 256
+        params.n_threads = params.n_threads_batch = threads
         params.kv_unified = True
         self.n_batch = params.n_batch
-        self.ctx = ll.llama_init_from_model(self.model, params)
+        self.ctx = ll.llama_init_from_model(model, params)
         if not self.ctx:
             raise SystemExit("llama.cpp could not create a context of this size")
         self.batch = ll.llama_batch_init(self.n_batch, 0, 1)
-        self.settings = {"n_ctx": params.n_ctx, "n_batch": params.n_batch, "n_ubatch": params.n_ubatch,
-                         "n_threads": params.n_threads, "n_seq_max": params.n_seq_max, "kv_unified": True,
-                         "type_k": params.type_k, "type_v": params.type_v, "flash_attn_type": params.flash_attn_type,
-                         "gguf": "f32", "system_info": ll.llama_print_system_info().decode().strip()}
+        self.settings = {"n_batch": params.n_batch, "n_ubatch": params.n_ubatch, "n_threads": params.n_threads,
+                         "kv_unified": params.kv_unified, "type_k": params.type_k, "type_v": params.type_v,
+                         "flash_attn_type": params.flash_attn_type, "gguf": "f32",
+                         "system_info": ll.llama_print_system_info().decode().strip()}
 
     def decode(self, items: list[tuple[int, int, int, bool]]) -> dict[int, int]:
         """items: (token, position, sequence, wants logits), at most n_batch of them.
@@ -83,18 +91,21 @@ class BatchedContext:
 
 def main() -> None:
     job = read_job()
-    longest = max(len(p) + w["output_len"] for w in job["workloads"] for p in w["prompts"])
-    job["max_seqs"] = max(len(w["prompts"]) for w in job["workloads"])
-    job["kv_tokens"] = max(len(w["prompts"]) * longest for w in job["workloads"]) + 256
     settings = {}
 
     def load():
-        ctx = BatchedContext(job)
-        settings.update(ctx.settings)  # known once the context exists; written with the result
-        return ctx
+        """The model and a context per workload, sized to it (its warm-up runs in it too)."""
+        model = load_model(job["gguf"])
+        contexts = {}
+        for w in job["workloads"]:
+            contexts[w["name"]] = BatchedContext(model, len(w["prompts"]),
+                                                 max(map(len, w["prompts"])) + w["output_len"], job["threads"])
+        settings.update(next(iter(contexts.values())).settings)
+        return contexts
 
-    def generate(ctx, workload):
-        return ctx.run(workload["prompts"], workload["output_len"], workload["shared_prefix_len"])
+    def generate(contexts, workload):
+        return contexts[workload["name"]].run(workload["prompts"], workload["output_len"],
+                                              workload["shared_prefix_len"])
 
     run_all(job, "llama.cpp", ll.__version__, settings, load, generate)
 
