@@ -19,9 +19,12 @@ from peers import install as peer_install
 from peers import jobs, report, systems
 from tqdm import tqdm
 
+from worker.bench.flops import dense_generate_flops
+from worker.bench.machine import best_limits, measure_limits
 from worker.bench.models import model_dir
 from worker.bench.workloads import ERNIE_03B
 from worker.logs import get_logger
+from worker.models.config import ModelConfig
 
 log = get_logger("bench-peers")
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +88,13 @@ def main(argv: list[str]) -> int:
             failures.append(systems.SystemFailure(system="llama.cpp", error=f"GGUF conversion failed: {exc}"))
             order.remove("llama.cpp")
     workloads = jobs.bench_workloads(args.quick)
+    config = ModelConfig.from_pretrained(big)
+    flops = {w.name: dense_generate_flops(config, w.total_prompt_len, w.output_len, w.num_requests,
+                                          w.shared_prefix_len) for w in workloads}
+    limits = measure_limits(2048, 256 << 20, repeats=5)  # again after the runs; the better is kept
     scratch = args.cache / "peers" / "runs"
+    for stale in scratch.glob("round*.json"):
+        stale.unlink()
     runs: dict[str, list] = {n: [] for n in order}
     plan = [(r, order[r % len(order):] + order[:r % len(order)]) for r in range(args.rounds)]
     with tqdm(total=sum(len(o) for _, o in plan) + len(order), desc="bench-peers", unit="run") as bar:
@@ -105,12 +114,16 @@ def main(argv: list[str]) -> int:
                 agreement[name] = result
             bar.update()
     cli = batch_clis(big, interpreters, workloads[0], scratch, args.threads, args.timeout)
+    limits = best_limits(limits, measure_limits(2048, 256 << 20, repeats=5))
     header = [f"- command: `make bench-peers` (`benchmarks/bench_peers.py {' '.join(argv)}`)",
               f"- machine: {platform.processor() or platform.machine()}, {args.threads} threads; "
               f"date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {args.rounds} rounds, systems alternating",
-              f"- model: {'QUICK' if args.quick else '0.3B-shaped random ERNIE 4.5'} ({big.name}), float32 weights"]
-    section = report.section(header, {n: r for n, r in runs.items() if r}, [w.name for w in workloads],
-                             agreement, cli, failures)
+              f"- model: {'QUICK' if args.quick else '0.3B-shaped random ERNIE 4.5'} ({big.name}), float32 weights",
+              f"- same-run fp32 matmul peak (paddle.matmul 2048x2048, best of before and after): "
+              f"{limits.matmul_gflops:.1f} GFLOP/s; % of peak = the workload's model FLOPs (worker/bench/flops.py, "
+              "a shared prefix counted once) / seconds / peak"]
+    section = report.section(header, {n: r for n, r in runs.items() if r}, [w.name for w in workloads], flops,
+                             limits.matmul_gflops, agreement, cli, failures)
     print(section)
     if not args.quick:
         old = args.output.read_text() if args.output.exists() else "# Benchmark results\n"

@@ -13,9 +13,14 @@ def _per_s(runs: list[SystemRun], workload: str, prompt: bool = False) -> list[f
     return [w.prompt_tokens_per_s if prompt else w.output_tokens_per_s for w in found if w]
 
 
-def throughput_rows(runs: dict[str, list[SystemRun]], workloads: list[str]) -> list[str]:
+def _median_seconds(runs: list[SystemRun], workload: str) -> float:
+    return statistics.median(w.seconds for w in (r.workload(workload) for r in runs) if w)
+
+
+def throughput_rows(runs: dict[str, list[SystemRun]], workloads: list[str], flops: dict[str, int],
+                    peak_gflops: float) -> list[str]:
     rows = ["| workload | system | rounds | output tok/s best | median | prompt tok/s median | ours / this (median) "
-            "| peak RSS MB | load s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| % of matmul peak (median) | peak RSS MB | load s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ours = runs.get("ours", [])
     for name in workloads:
         ours_median = statistics.median(_per_s(ours, name)) if _per_s(ours, name) else None
@@ -25,8 +30,9 @@ def throughput_rows(runs: dict[str, list[SystemRun]], workloads: list[str]) -> l
                 continue
             median = statistics.median(rates)
             ratio = f"{ours_median / median:.2f}x" if ours_median and system != "ours" else ""
+            share = flops[name] / _median_seconds(system_runs, name) / 1e9 / peak_gflops
             rows.append(f"| {name} | {system} | {len(rates)} | {max(rates):,.1f} | {median:,.1f} | "
-                        f"{statistics.median(_per_s(system_runs, name, prompt=True)):,.0f} | {ratio} | "
+                        f"{statistics.median(_per_s(system_runs, name, prompt=True)):,.0f} | {ratio} | {share:.0%} | "
                         f"{max(r.peak_rss_mb for r in system_runs):,.0f} | "
                         f"{statistics.median(r.load_seconds for r in system_runs):.1f} |")
     return rows
@@ -72,12 +78,15 @@ def cli_rows(runs: list[CliRun]) -> list[str]:
     return rows
 
 
-def section(header: list[str], runs: dict[str, list[SystemRun]], workloads: list[str],
-            agreement: dict[str, SystemRun], cli: list[CliRun], failures: list[SystemFailure]) -> str:
+def section(header: list[str], runs: dict[str, list[SystemRun]], workloads: list[str], flops: dict[str, int],
+            peak_gflops: float, agreement: dict[str, SystemRun], cli: list[CliRun],
+            failures: list[SystemFailure]) -> str:
     ratios = best_peer_ratios(runs, workloads)
-    lines = [HEADING, "", *header, "", *throughput_rows(runs, workloads), ""]
-    lines += [f"- {name}: ours / best peer ({peer}) = **{ratio:.2f}x** (medians)"
-              for name, (peer, ratio) in ratios.items()]
+    lines = [HEADING, "", *header, "", *throughput_rows(runs, workloads, flops, peak_gflops), ""]
+    for name, (peer, ratio) in ratios.items():
+        peer_share = flops[name] / _median_seconds(runs[peer], name) / 1e9 / peak_gflops
+        lines.append(f"- {name}: ours / best peer ({peer}) = **{ratio:.2f}x** (medians); {peer} runs at "
+                     f"{peer_share:.0%} of the matmul peak, so 1.5x it would take {1.5 * peer_share:.0%}")
     lines += ["", "Greedy agreement with ours on a small random model (8 prompts x 32 prompt tokens, 32 output "
               "tokens; '-' = identical):", "", *agreement_rows(agreement), ""]
     lines += ["Batch CLIs on the same JSONL (the decode workload's request count and output length, as chat "

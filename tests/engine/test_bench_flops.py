@@ -25,3 +25,22 @@ def test_moe_layers_count_router_top_k_and_shared_experts():
     assert decoder_params(c) == 18 * attention + 3 * 1024 * 3072 + 17 * mlp_params(c, 1)
     all_experts = 17 * 3 * 1024 * 1024 * (8 + 1)
     assert decoder_params(c) < 18 * attention + 3 * 1024 * 3072 + all_experts
+
+
+def test_generate_flops_equal_the_engine_steps_they_stand_for(tmp_path):
+    """The peers are credited with dense_generate_flops; our engine counts its real steps. They
+    must agree, and on a shared-prefix workload with caching on the prefix counts once."""
+    from worker.bench.engine_run import make_engine, run_workload
+    from worker.bench.flops import dense_generate_flops
+    from worker.bench.models import model_dir
+    from worker.bench.workloads import QUICK_BIG, Workload
+
+    model = model_dir(tmp_path, QUICK_BIG)
+    config = ModelConfig.from_pretrained(model)
+    engine, recorder = make_engine(str(model), prefix_caching=True, max_model_len=256)
+    for w in (Workload(name="plain", num_requests=3, prompt_len=20, output_len=4),
+              Workload(name="shared", num_requests=4, shared_prefix_len=128, prompt_len=8, output_len=3)):
+        result = run_workload(engine, recorder, w)
+        assert result.cached_tokens == (w.num_requests - 1) * w.shared_prefix_len
+        assert result.model_flops == dense_generate_flops(config, w.total_prompt_len, w.output_len,
+                                                          w.num_requests, w.shared_prefix_len), w.name

@@ -47,10 +47,17 @@ def step_flops(c: ModelConfig, batch: InputBatch) -> int:
     return linear + attention
 
 
-def dense_generate_flops(c: ModelConfig, prompt_len: int, output_len: int, num_seqs: int) -> int:
-    """The same count for a plain generate(): prefill, then one token per step per sequence."""
-    tokens = num_seqs * (prompt_len + output_len - 1)
-    keys = num_seqs * (prompt_len * (prompt_len + 1) // 2 + sum(prompt_len + i for i in range(1, output_len)))
+def dense_generate_flops(c: ModelConfig, prompt_len: int, output_len: int, num_seqs: int,
+                         shared_prefix_len: int = 0) -> int:
+    """The same count for a plain generate(): prefill, then one token per step per sequence.
+    prompt_len includes a prefix of shared_prefix_len tokens that all sequences share, computed
+    once (a prefix cache's work); the last output token is sampled, never computed."""
+    def positions_seen(first: int, last: int) -> int:  # sum of p + 1 over positions first..last-1
+        return (last * (last + 1) - first * (first + 1)) // 2
+
+    own_end = prompt_len + output_len - 1
+    tokens = shared_prefix_len + num_seqs * (own_end - shared_prefix_len)
+    keys = positions_seen(0, shared_prefix_len) + num_seqs * positions_seen(shared_prefix_len, own_end)
     sampled = num_seqs * output_len
     return (2 * decoder_params(c) * tokens + 2 * lm_head_params(c) * sampled
             + 4 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * keys)
