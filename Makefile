@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TINY_MODEL := .cache/tiny-model
 
-.PHONY: demo test test-long bench clean
+.PHONY: demo test test-long bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ test-long: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/worker bench
+
+# Our engine beside vLLM (CPU build), llama.cpp and HF transformers, each installed into its own
+# virtualenv under .cache/peers (the first run builds llama.cpp from source: ~10 min here).
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/bench_peers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache

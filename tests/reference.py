@@ -4,7 +4,9 @@ reference our engine is checked against (logits and greedy tokens).
 paddleformers 1.2.0 builds Qwen3 and Qwen3-MoE's `*ForCausalLM` through paddlefleet (not
 installable here, GPU training stack); its `*ForCausalLMDeprecated` classes are the same
 modeling code without it. Their modules import paddlefleet-only names at the top, for paths
-never taken on CPU inference: those two imports are given empty stand-ins.
+never taken on CPU inference: those two imports are given empty stand-ins. Its ERNIE 4.5 MoE
+calls three GPU-only Paddle kernels that only move rows about: tests/reference_moe_ops.py gives
+them CPU stand-ins.
 """
 
 import json
@@ -33,6 +35,13 @@ def reference_class(architecture: str):
         from paddleformers.transformers import Ernie4_5ForCausalLM
 
         return Ernie4_5ForCausalLM
+    if architecture == "Ernie4_5_MoeForCausalLM":
+        from paddleformers.transformers import Ernie4_5_MoeForCausalLM
+
+        from tests import reference_moe_ops
+
+        reference_moe_ops.install()
+        return Ernie4_5_MoeForCausalLM
     _stub_fleet_imports()
     if architecture == "Qwen3ForCausalLM":
         from paddleformers.transformers.qwen3.modeling import Qwen3ForCausalLMDeprecated
@@ -71,6 +80,12 @@ def reference_model(model_dir: Path):
     arch = json.loads((model_dir / "config.json").read_text())["architectures"][0]
     if arch == "Qwen3MoeForCausalLM":
         model_dir = _qwen3_moe_dense_layers_renamed(model_dir)
-    model = reference_class(arch).from_pretrained(str(model_dir), fuse_rms_norm=False)
+    extra = {}
+    if arch == "Ernie4_5_MoeForCausalLM":
+        # Its MoE layers compute the training losses (load balance, z-loss, orthogonality) even
+        # in eval mode, through another GPU-only kernel (int_bincount); with their coefficients
+        # 0 they are skipped. They never touch the logits.
+        extra = dict(router_aux_loss_coef=0.0, router_z_loss_coef=0.0, moe_orthogonal_loss_lambda=0.0)
+    model = reference_class(arch).from_pretrained(str(model_dir), fuse_rms_norm=False, **extra)
     model.eval()
     return model

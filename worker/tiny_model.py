@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.numpy import save_file
 
-from worker.tiny_families import Family, attention_extras, family_config, is_sparse, moe_weights
+from worker.tiny_families import ERNIE_FAMILIES, Family, attention_extras, family_config, is_sparse, moe_weights
 
 # ERNIE 4.5's special tokens (tokenizer_config.json of baidu/ERNIE-4.5-0.3B-*): <unk>, <s>, </s>
 # take ids 0, 1, 2 as in the real vocabulary; the rest are user-defined pieces.
@@ -58,13 +58,20 @@ class TinyModelSpec(BaseModel):
     seed: int = 0
     layout: Literal["paddle", "pt"] = "pt"
     family: Family = "ernie4_5"
-    # Qwen3-MoE only: experts, and which layers stay dense (layer 0 by default: one of each).
+    # The MoE families: experts (Qwen3-MoE: which layers stay dense, layer 0 by default: one of
+    # each; ERNIE 4.5 MoE: layers from moe_layer_start_index on, every moe_layer_interval-th).
     num_experts: int = Field(4, ge=1)
     num_experts_per_tok: int = Field(2, ge=1)
     moe_intermediate_size: int = Field(32, ge=1)
     norm_topk_prob: bool = True
     decoder_sparse_step: int = Field(1, ge=1)
     mlp_only_layers: tuple[int, ...] = (0,)
+    moe_num_shared_experts: int = Field(1, ge=0)
+    moe_layer_start_index: int = Field(1, ge=0)
+    moe_layer_interval: int = Field(1, ge=1)
+    moe_scoring: Literal["softmax", "sigmoid"] = "softmax"  # ERNIE's scoring_func
+    # The routed experts as transformers 5's 3-D `experts.gate_up_proj` / `experts.down_proj`.
+    fused_experts: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "TinyModelSpec":
@@ -72,8 +79,10 @@ class TinyModelSpec(BaseModel):
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         if self.num_experts_per_tok > self.num_experts:
             raise ValueError("num_experts_per_tok must not exceed num_experts")
-        if self.layout == "paddle" and self.family != "ernie4_5":
-            raise ValueError("layout='paddle' exists only for family='ernie4_5'")
+        if self.layout == "paddle" and self.family not in ERNIE_FAMILIES:
+            raise ValueError("layout='paddle' exists only for the ERNIE families")
+        if self.fused_experts and (self.layout == "paddle" or not self.family.endswith("_moe")):
+            raise ValueError("fused_experts exists only for a MoE family in the pt layout")
         if (self.head_dim or self.hidden_size // self.num_attention_heads) % 2:
             raise ValueError("head_dim must be even")
         return self
@@ -153,12 +162,17 @@ def _random_weights(spec: TinyModelSpec) -> dict[str, np.ndarray]:
 
 
 def to_paddle_layout(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """HF names/[out, in] -> ERNIE Paddle names (`ernie.`)/[in, out]."""
+    """HF names/[out, in] -> ERNIE Paddle names (`ernie.`)/[in, out]; each MoE expert's and the
+    shared expert's gate and up fused as `up_gate_proj` [H, 2I], as ERNIE-4.5-*-Paddle stores them."""
     out = {}
     for name, t in weights.items():
         new = "ernie." + name[len("model."):] if name.startswith("model.") else name
-        is_linear = t.ndim == 2 and ("_proj." in name or name == "lm_head.weight")
+        is_linear = t.ndim == 2 and ("_proj." in name or name.endswith("mlp.gate.weight") or name == "lm_head.weight")
         out[new] = np.ascontiguousarray(t.T) if is_linear else t
+    for name in [n for n in out if "experts." in n and n.endswith(".gate_proj.weight")]:
+        p = name[: -len("gate_proj.weight")]
+        out[p + "up_gate_proj.weight"] = np.ascontiguousarray(
+            np.concatenate([out.pop(name), out.pop(p + "up_proj.weight")], axis=1))
     return out
 
 

@@ -19,6 +19,9 @@ CONFIGS = {
     "qwen3moe-gqa2-l3": dict(family="qwen3_moe", num_layers=3, hidden_size=64, num_attention_heads=4,
                              num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
                              moe_intermediate_size=48, seed=37),
+    "erniemoe-gqa2-l3": dict(family="ernie4_5_moe", num_layers=3, hidden_size=64, num_attention_heads=4,
+                             num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                             moe_intermediate_size=48, tie_word_embeddings=False, seed=41),
 }
 
 

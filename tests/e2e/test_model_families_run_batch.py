@@ -1,4 +1,4 @@
-"""`worker make-tiny-model --family` writes a Qwen3 / Qwen3-MoE model that `worker run-batch`
+"""`worker make-tiny-model --family` writes a Qwen3 / Qwen3-MoE / ERNIE 4.5 MoE model that `worker run-batch`
 serves end to end; the greedy completions equal paddleformers' generate on the same prompt ids."""
 
 import json
@@ -13,6 +13,8 @@ from worker.cli import main
 from worker.models.config import ModelConfig
 
 FAMILIES = {
+    "ernie4_5_moe": ["--num-layers", "3", "--num-experts", "4", "--num-experts-per-tok", "2",
+                     "--moe-intermediate-size", "48", "--seed", "7", "--untied"],
     "qwen3": ["--untied", "--head-dim", "32"],
     "qwen3_moe": ["--num-layers", "3", "--num-experts", "4", "--num-experts-per-tok", "2",
                   "--moe-intermediate-size", "48", "--seed", "5"],
@@ -46,7 +48,9 @@ def token_ids(record: dict) -> tuple[list[int], list[int]]:
 def test_run_batch_serves_the_family(tmp_path, family):
     model = make_tiny_model(tmp_path / family, family)
     config = ModelConfig.from_pretrained(model)
-    assert config.qk_norm and (config.moe is not None) == (family == "qwen3_moe")
+    assert config.qk_norm == family.startswith("qwen3") and (config.moe is not None) == family.endswith("_moe")
+    if family == "ernie4_5_moe":
+        assert config.moe.sparse_layers == (1, 2) and config.moe.shared_intermediate_size == 48
     lines = [line("a", True, "Tell me a fun fact."), line("b", False, "Once upon a time"),
              line("c", True, "你好, 世界! What is batch inference?"), "not json"]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")

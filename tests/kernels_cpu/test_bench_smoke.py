@@ -11,7 +11,7 @@ from worker.cli import main
 from worker.cli.bench import KEPT_MARKER
 
 ROWS = [("decode", "ours"), ("prefill", "ours"), ("prefix-on", "ours"), ("prefix-off", "ours"),
-        ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers")]
+        ("baseline", "ours"), ("scheduler", "ours"), ("baseline", "paddleformers"), ("moe-decode", "ours")]
 TARGETS = ["decode-heavy", "prefill-heavy", "limit: decode step's matmuls", "limit: prefill step's matmuls",
            "reduced decode", "shared prefix", "scheduler: engine host",
            "scheduler: the same step",

@@ -1,5 +1,6 @@
 """Our decoder + paged cache against paddleformers' model of the same directory: ERNIE 4.5,
-Qwen3 (per-head q/k norm) and Qwen3-MoE (a dense layer, then MoE layers of 4+ experts, top-2)."""
+Qwen3 (per-head q/k norm), Qwen3-MoE and ERNIE 4.5 MoE (a dense layer, then MoE layers of 4+
+experts, top-2; ERNIE's with a shared expert and a score correction bias)."""
 
 import numpy as np
 import pytest
@@ -25,6 +26,19 @@ CONFIGS = {
                                 num_key_value_heads=2, num_experts=5, num_experts_per_tok=3,
                                 norm_topk_prob=False, decoder_sparse_step=2, mlp_only_layers=(),
                                 moe_intermediate_size=24, seed=7),
+    # Layer 0 dense, 1 and 2 MoE; one shared expert; a random e_score_correction_bias.
+    "erniemoe_e6_top2": dict(family="ernie4_5_moe", num_layers=3, hidden_size=48, num_attention_heads=6,
+                             num_key_value_heads=2, head_dim=8, num_experts=6, num_experts_per_tok=2,
+                             moe_intermediate_size=40, tie_word_embeddings=False, seed=8),
+    # moe_layer_interval=2: layers 1 and 3 sparse; two shared experts (one SwiGLU twice as wide).
+    "erniemoe_interval2_shared2": dict(family="ernie4_5_moe", num_layers=4, hidden_size=32, num_attention_heads=4,
+                                       num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                                       moe_layer_interval=2, moe_num_shared_experts=2, moe_intermediate_size=24,
+                                       seed=9),
+    # Sigmoid scoring (scoring_func), top-3 of 5.
+    "erniemoe_sigmoid_top3": dict(family="ernie4_5_moe", num_layers=2, hidden_size=32, num_attention_heads=4,
+                                  num_key_value_heads=1, num_experts=5, num_experts_per_tok=3,
+                                  moe_scoring="sigmoid", moe_intermediate_size=24, seed=10),
 }
 
 
@@ -111,3 +125,25 @@ def test_only_sampled_rows_are_returned(case):
     logits = runner(model_dir).execute(batch)
     assert logits.shape == (3, ref[0].shape[-1]) and logits.dtype == np.float32
     assert rel_err(logits, np.stack([r[-1] for r in ref[:3]])) < TOL
+
+
+# The same random MoE weights stored in each on-disk form the loader reads: HF per-expert names,
+# transformers 5's fused 3-D expert tensors, ERNIE's Paddle layout (ernie.*, [in, out], up_gate_proj).
+LAYOUTS = {
+    "erniemoe-paddle": ("erniemoe_e6_top2", dict(layout="paddle")),
+    "erniemoe-fused": ("erniemoe_e6_top2", dict(fused_experts=True)),
+    "qwen3moe-fused": ("qwen3moe_e6_top2", dict(fused_experts=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_moe_on_disk_layouts_match_reference(tmp_path, name):
+    base, variant = LAYOUTS[name]
+    spec = CONFIGS[base]
+    reference_dir = make_model(tmp_path, "hf", **spec)  # paddleformers reads the HF per-expert form
+    prompts = prompts_for(spec["seed"])
+    ref = reference_logits(reference_dir, prompts)
+    model_dir = make_model(tmp_path, name, **spec, **variant)
+    pool, seqs = BlockPool(4), [Seq(p) for p in prompts]
+    logits = runner(model_dir).execute(build_batch(pool, [(s, len(s.tokens)) for s in seqs]))
+    assert rel_err(logits, np.concatenate(ref)) < TOL

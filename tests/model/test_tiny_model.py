@@ -84,5 +84,8 @@ def test_qwen3_families_real_config_keys_and_names(tmp_path):
 
 
 def test_paddle_layout_is_ernie_only():
-    with pytest.raises(ValidationError, match="only for family='ernie4_5'"):
+    with pytest.raises(ValidationError, match="only for the ERNIE families"):
         TinyModelSpec(family="qwen3", layout="paddle")
+    with pytest.raises(ValidationError, match="fused_experts exists only for a MoE family in the pt layout"):
+        TinyModelSpec(family="ernie4_5_moe", layout="paddle", fused_experts=True)
+    assert TinyModelSpec(family="ernie4_5_moe", layout="paddle").layout == "paddle"

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 HELP = "benchmark the engine (issue 6 workloads) and write benchmarks/RESULTS.md"
-GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention", "sampler", "guided")
+GROUPS = ("decode", "prefill", "prefix", "baseline", "scheduler", "attention", "sampler", "guided", "moe")
 
 
 def _groups(value: str) -> frozenset[str]:
@@ -92,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     plan = quick_plan() if args.quick else full_plan()
-    big = model_dir(args.model_cache, plan.big_model)
+    # The dense 0.3B model only when a group runs it (`--only moe` needs just its own model).
+    dense = args.only & {"decode", "prefill", "prefix", "baseline", "scheduler"}
+    big = model_dir(args.model_cache, plan.big_model) if dense else None
     small = model_dir(args.model_cache, plan.small_model) if "scheduler" in args.only else big
     limits, attention = _limits(plan, args.only)
     results, matmul_limits = _engine_runs(plan, args.only, big, small)
+    if "moe" in args.only:
+        from worker.bench.moe import run_moe_bench
+
+        results.append(run_moe_bench(args.model_cache, args.quick))
     if "baseline" in args.only:
         results.append(run_baseline(str(big), plan.baseline))
     after_limits, after_attention = _limits(plan, args.only)  # the host is shared: keep the best

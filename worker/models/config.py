@@ -1,6 +1,6 @@
 """ModelConfig: the decoder's shape and flavour, read from a model directory's config.json.
 
-One decoder serves ERNIE 4.5 dense, the Llama/Qwen2 family, Qwen3 and Qwen3-MoE; they differ
+One decoder serves ERNIE 4.5 dense and MoE, the Llama/Qwen2 family, Qwen3 and Qwen3-MoE; they differ
 only in the settings below (RoPE pairing, q/k/v bias, per-head q/k norm, the MoE part, tied
 embeddings), chosen by architecture name.
 """
@@ -38,6 +38,8 @@ _ARCHITECTURES: dict[str, _Family] = {
     "Qwen2ForCausalLM": _Family(qkv_bias=True),
     "Qwen3ForCausalLM": _Family(qk_norm=True),
     "Qwen3MoeForCausalLM": _Family(qk_norm=True, moe=moe_config.qwen3_moe),
+    # ERNIE 4.5 MoE shares the dense ERNIE attention (paddleformers builds it from Ernie4_5Attention).
+    "Ernie4_5_MoeForCausalLM": _Family(rope_interleaved=True, moe=moe_config.ernie4_5_moe),
 }
 # Config switches that add biases this decoder does not have (ERNIE's use_bias also covers
 # o_proj and the norms; Llama's attention_bias also covers o_proj); no common model sets them.

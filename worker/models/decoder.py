@@ -1,4 +1,4 @@
-"""The one decoder that runs ERNIE 4.5 dense, Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE
+"""The one decoder that runs ERNIE 4.5 dense and MoE, Llama, Mistral, Qwen2, Qwen3 and Qwen3-MoE
 (config.py maps each architecture's settings onto it).
 
 embed -> N x (RMSNorm, attention with RoPE + GQA through the kernels seam into the paged KV
@@ -80,7 +80,8 @@ class HeadRMSNorm:
 
 def head_norm_weight(w: LayerWeights, c: ModelConfig) -> np.ndarray:
     """[Hq + Hkv, D]: the q and k norms tiled over their heads, in the q/k columns' pair order."""
-    rows = np.concatenate([np.tile(w.q_norm, (c.num_attention_heads, 1)), np.tile(w.k_norm, (c.num_key_value_heads, 1))])
+    rows = np.concatenate([np.tile(w.q_norm, (c.num_attention_heads, 1)),
+                           np.tile(w.k_norm, (c.num_key_value_heads, 1))])
     return rows if c.rope_interleaved else pair_halves(rows, c.head_dim)
 
 

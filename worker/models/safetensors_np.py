@@ -3,7 +3,8 @@
 Real checkpoints (ERNIE 4.5, Qwen2, Llama) are stored in bfloat16; `safetensors`' NumPy
 backend refuses them. The format is simple (an 8-byte header length, a JSON header, raw
 little-endian data). A SafetensorsFile reads only its header up front; each tensor is read on
-demand into its own array (bfloat16 widened to float32 exactly: it is float32's upper half),
+demand into its own array (bfloat16 widened to float32 exactly: it is float32's upper half;
+a linear weight transposed on the way when asked),
 so a loader that converts tensor by tensor holds one tensor's bytes at a time, not the file:
 a memory map would keep every page it touched resident until the whole load ends.
 """
@@ -50,20 +51,29 @@ class SafetensorsFile:
         self.data_start, self.header = read_header(self.path)
         for name, info in self.header.items():
             if info.get("dtype") not in _DTYPES:
-                raise SafetensorsFormatError(f"{self.path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+                raise SafetensorsFormatError(
+                    f"{self.path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self.header[name]["shape"])
 
-    def read(self, name: str) -> np.ndarray:
-        """bfloat16 comes back as float32, the rest as stored."""
+    def read(self, name: str, transpose: bool = False) -> np.ndarray:
+        """bfloat16 comes back as float32, the rest as stored; transpose: a 2-D tensor's
+        transpose, contiguous. A bfloat16 tensor is widened straight into its (transposed)
+        float32 array, in place: one float32 array beside the raw bytes at any time (widening
+        by expression held 2.5x the float32 size: a 65 MB embedding cost 162 MB)."""
         info = self.header[name]
         begin, end = info["data_offsets"]
         raw = np.fromfile(self.path, dtype=np.uint8, count=end - begin, offset=self.data_start + begin)
         if raw.size != end - begin:
             raise SafetensorsFormatError(f"{self.path}: tensor {name!r} is truncated")
         array = raw.view(_DTYPES[info["dtype"]]).reshape(info["shape"])
+        if transpose:
+            array = array.T
         if info["dtype"] == "BF16":
-            array = (array.astype(np.uint32) << 16).view(np.float32)
-        return array
-
+            wide = np.empty(array.shape, np.uint32)
+            wide[...] = array
+            del raw, array
+            wide <<= 16
+            return wide.view(np.float32)
+        return np.ascontiguousarray(array) if transpose else array

@@ -3,8 +3,13 @@ layers while loading.
 
 glibc keeps freed heap memory for reuse: its mmap threshold grows to the largest block freed,
 so after the first layer every layer's host arrays come from the heap and stay resident when
-freed (+27 MiB over 108 MiB of weights in tests/model/test_load_memory.py). malloc_trim after
+freed (+27 MiB over 108 MiB of weights, measured when this was written). malloc_trim after
 each layer hands them back; elsewhere (no glibc) it is a no-op.
+
+On CPU, an array already in the engine's dtype becomes a tensor without a copy (DLPack: the
+tensor owns the array's memory): paddle.to_tensor copied it, and for a moment held both; for
+the LM head, the last part loaded, that moment was the load's peak (one more float32 copy of
+vocab x hidden over everything else). On a GPU the copy to the device is the transfer anyway.
 """
 
 import ctypes
@@ -19,7 +24,12 @@ _malloc_trim = getattr(ctypes.CDLL(_libc_name), "malloc_trim", None) if _libc_na
 
 
 def to_device(a: np.ndarray | None, dtype: str):
-    return None if a is None else paddle.to_tensor(np.ascontiguousarray(a), dtype=dtype)
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.dtype(dtype) and a.size and paddle.device.get_device() == "cpu":
+        return paddle.utils.dlpack.from_dlpack(a)
+    return paddle.to_tensor(a, dtype=dtype)
 
 
 def release_host_memory() -> None:

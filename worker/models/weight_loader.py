@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from worker.logs import get_logger
 from worker.models.config import ModelConfig
-from worker.models.moe_weights import MoEWeights, load_moe
+from worker.models.moe_weights import MoEWeights, load_moe, swiglu_weights
 from worker.models.safetensors_np import SafetensorsFile
 
 log = get_logger(__name__)
@@ -96,7 +96,7 @@ class _Reader:
         self.index, self.layout, self.model_dir = index, layout, model_dir
         self.used: set[str] = set()
 
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    def get(self, name: str, shape: tuple[int, ...], transpose: bool = False) -> np.ndarray:
         if name not in self.index:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} is missing")
         self.used.add(name)
@@ -104,7 +104,7 @@ class _Reader:
         if f.shape(stored) != shape:
             raise WeightLoadError(f"{self.model_dir}: tensor {name!r} has shape {f.shape(stored)}, expected {shape}")
         try:
-            return f.read(stored)
+            return f.read(stored, transpose=transpose)
         except (OSError, ValueError) as e:
             raise WeightLoadError(f"{f.path}: cannot read tensor {stored!r}: {e}") from e
 
@@ -112,7 +112,7 @@ class _Reader:
         """A linear weight as [in, out] whatever the layout on disk."""
         if self.layout == "paddle":
             return self.get(name, (n_in, n_out))
-        return np.ascontiguousarray(self.get(name, (n_out, n_in)).T)
+        return self.get(name, (n_out, n_in), transpose=True)
 
     def has(self, name: str) -> bool:
         return name in self.index
@@ -128,12 +128,13 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
         qkv = np.concatenate(parts, axis=1)
     bias = None
     if c.qkv_bias:
-        bias = np.concatenate([r.get(p + f"self_attn.{x}_proj.bias", (n,)) for x, n in (("q", q), ("k", kv), ("v", kv))])
+        parts = (("q", q), ("k", kv), ("v", kv))
+        bias = np.concatenate([r.get(p + f"self_attn.{x}_proj.bias", (n,)) for x, n in parts])
     gate_up, down, moe = None, None, None
     if c.is_sparse(idx):
         moe = load_moe(r, p + "mlp.", h, c.moe)
     else:
-        gate_up, down = _dense_mlp(r, p, h, inter)
+        gate_up, down = swiglu_weights(r, p + "mlp.", h, inter)
     d = c.head_dim
     return LayerWeights(
         input_norm=r.get(p + "input_layernorm.weight", (h,)),
@@ -147,14 +148,6 @@ def _load_layer(r: _Reader, c: ModelConfig, idx: int) -> LayerWeights:
         k_norm=r.get(p + "self_attn.k_norm.weight", (d,)) if c.qk_norm else None,
         moe=moe,
     )
-
-
-def _dense_mlp(r: _Reader, p: str, h: int, inter: int) -> tuple[np.ndarray, np.ndarray]:
-    if r.has(p + "mlp.up_gate_proj.weight"):
-        gate_up = r.linear(p + "mlp.up_gate_proj.weight", h, 2 * inter)
-    else:
-        gate_up = np.concatenate([r.linear(p + f"mlp.{x}_proj.weight", h, inter) for x in ("gate", "up")], axis=1)
-    return gate_up, r.linear(p + "mlp.down_proj.weight", inter, h)
 
 
 class ModelWeights:
