@@ -35,6 +35,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="runs of every system, alternating (default 2)")
     parser.add_argument("--systems", default="ours,vllm,llama.cpp,transformers")
+    parser.add_argument("--throughput-systems", default=None,
+                        help="the systems of --systems that run the timed rounds (default all; the agreement "
+                             "run is cheap and always has all)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
@@ -95,8 +98,9 @@ def main(argv: list[str]) -> int:
     scratch = args.cache / "peers" / "runs"
     for stale in scratch.glob("round*.json"):
         stale.unlink()
-    runs: dict[str, list] = {n: [] for n in order}
-    plan = [(r, order[r % len(order):] + order[:r % len(order)]) for r in range(args.rounds)]
+    timed = [n for n in order if args.throughput_systems is None or n in args.throughput_systems.split(",")]
+    runs: dict[str, list] = {n: [] for n in timed}
+    plan = [(r, timed[r % len(timed):] + timed[:r % len(timed)]) for r in range(args.rounds)]
     with tqdm(total=sum(len(o) for _, o in plan) + len(order), desc="bench-peers", unit="run") as bar:
         for round_index, round_order in plan:
             for name in round_order:
