@@ -3,7 +3,7 @@
 On the bench's 0.3B-shaped ERNIE model: the decode workload (64 x 128 prompt, greedy) is run
 into its decode phase; its engine steps give the sampler's and the host's share; then one
 decode batch and one prefill batch (the prefill workload's first step: 4 x 512 tokens) are
-profiled part by part (worker/bench/step_profile.py) with packed weights (the default) and
+profiled part by part (worker/bench/step_profile.py) with packed weights (opt-in) and
 with plain ones (BATCHINFER_PACKED_WEIGHTS=0), alternating in the same process, next to the
 2048^2 matmul peak. Prints markdown tables.
 
@@ -59,7 +59,7 @@ def plain_runner(engine: LLMEngine, model: Path) -> ModelRunner:
     os.environ["BATCHINFER_PACKED_WEIGHTS"] = "0"
     packed = engine.model_runner
     plain = ModelRunner(model, packed.platform, packed.block_size, 1, packed.max_num_batched_tokens)
-    del os.environ["BATCHINFER_PACKED_WEIGHTS"]
+    os.environ["BATCHINFER_PACKED_WEIGHTS"] = "1"
     plain.kv_caches, plain.num_blocks = packed.kv_caches, packed.num_blocks
     return plain
 
@@ -113,6 +113,7 @@ def step_shares(seen: dict, decode_rows: list[int]) -> str:
 
 
 def main() -> None:
+    os.environ["BATCHINFER_PACKED_WEIGHTS"] = "1"  # the engine packed, plain_runner's copy not
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--prefill-rounds", type=int, default=3)

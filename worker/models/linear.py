@@ -3,7 +3,10 @@ fastest. On CPU with the `cpu` kernels in float32, W is packed once into MKL's p
 (kernels/cpu/packed.py): a plain matmul repacks W on every call, which at decode's 64 rows costs
 a large part of the call (benchmarks/decode_profile.py). Elsewhere W is a plain tensor.
 
-BATCHINFER_PACKED_WEIGHTS=0 keeps plain weights (packed ones take ~1.8x the memory).
+Packing is opt-in (BATCHINFER_PACKED_WEIGHTS=1): each packed matmul is faster alone, but whole
+decode workloads ran 5-8% slower with it on a quiet machine (83.0/84.9 s against 81.0/78.6 s,
+ABBA, `worker bench --only decode`, benchmarks/RESULTS.md) and packed weights take ~1.8x the
+memory.
 The MLP's silu(gate) * up is one op of the same kernels there (three Paddle ops elsewhere).
 """
 
@@ -15,7 +18,7 @@ _C = paddle._C_ops
 
 
 def packing_enabled(backend_name: str, dtype: str) -> bool:
-    return backend_name == "cpu" and dtype == "float32" and os.environ.get("BATCHINFER_PACKED_WEIGHTS", "1") != "0"
+    return backend_name == "cpu" and dtype == "float32" and os.environ.get("BATCHINFER_PACKED_WEIGHTS", "0") == "1"
 
 
 class Linear:
