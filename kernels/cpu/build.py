@@ -62,7 +62,10 @@ def build_key() -> str:
     h = hashlib.sha256()
     for source in (*SOURCES, *HEADERS):
         h.update(source.read_bytes())
-    for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, platform.machine(), *target()):
+    # The Paddle install too: the op finds libmklml_intel (which has no soname) through its
+    # RUNPATH, that install's libs; a cache shared by virtualenvs broke when one was removed.
+    paddle_dir = str(Path(paddle.__file__).resolve().parent)
+    for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, paddle_dir, platform.machine(), *target()):
         h.update(part.encode())
     return h.hexdigest()[:16]
 
