@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,10 +24,8 @@ from worker.bench.flops import dense_generate_flops
 from worker.bench.machine import best_limits, measure_limits
 from worker.bench.models import model_dir
 from worker.bench.workloads import ERNIE_03B
-from worker.logs import get_logger
 from worker.models.config import ModelConfig
 
-log = get_logger("bench-peers")
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = "batch shard model token cache block prefix decode prompt kernel queue worker answer river stone light".split()
 
@@ -58,7 +57,7 @@ def convert_gguf(peer: peer_install.InstalledPeer, model: Path, cache: Path) -> 
     cmd = [str(peer.python), str(llama / "convert_hf_to_gguf.py"), str(model), "--outtype", "f32",
            "--outfile", str(out.with_suffix(".part"))]
     with log_file.open("w") as f:
-        systems.subprocess.run(cmd, stdout=f, stderr=systems.subprocess.STDOUT, env=env, check=True)
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=True)
     out.with_suffix(".part").rename(out)
     return out
 
@@ -87,7 +86,7 @@ def main(argv: list[str]) -> int:
     if "llama.cpp" in peers:
         try:
             ggufs = {m: convert_gguf(peers["llama.cpp"], m, args.cache / "peers") for m in (big, small)}
-        except (systems.subprocess.CalledProcessError, OSError) as exc:
+        except (subprocess.CalledProcessError, OSError) as exc:
             failures.append(systems.SystemFailure(system="llama.cpp", error=f"GGUF conversion failed: {exc}"))
             order.remove("llama.cpp")
     workloads = jobs.bench_workloads(args.quick)
@@ -96,27 +95,15 @@ def main(argv: list[str]) -> int:
                                           w.shared_prefix_len) for w in workloads}
     limits = measure_limits(2048, 256 << 20, repeats=5)  # again after the runs; the better is kept
     scratch = args.cache / "peers" / "runs"
-    for stale in scratch.glob("round*.json"):
+    for stale in [*scratch.glob("round*.json"), *scratch.glob("agreement*.json")]:
         stale.unlink()
     timed = [n for n in order if args.throughput_systems is None or n in args.throughput_systems.split(",")]
-    runs: dict[str, list] = {n: [] for n in timed}
-    plan = [(r, timed[r % len(timed):] + timed[:r % len(timed)]) for r in range(args.rounds)]
-    with tqdm(total=sum(len(o) for _, o in plan) + len(order), desc="bench-peers", unit="run") as bar:
-        for round_index, round_order in plan:
-            for name in round_order:
-                job = jobs.job(big, ggufs.get(big), workloads, args.threads)
-                result = systems.run_system(name, interpreters[name], job, scratch, args.threads, args.timeout)
-                (runs[name] if isinstance(result, jobs.SystemRun) else failures).append(result)
-                # Every run kept as it came, to be read while a long bench goes on.
-                (scratch / f"round{round_index}-{name}.json").write_text(result.model_dump_json())
-                bar.update()
-        agreement = {}
-        for name in order:
-            job = jobs.job(small, ggufs.get(small), [jobs.AGREEMENT], args.threads)
-            result = systems.run_system(name, interpreters[name], job, scratch, args.threads, args.timeout)
-            if isinstance(result, jobs.SystemRun):
-                agreement[name] = result
-            bar.update()
+    with tqdm(total=args.rounds * len(timed) + len(order), desc="bench-peers", unit="run") as bar:
+        job = jobs.job(big, ggufs.get(big), workloads, args.threads)
+        runs = timed_rounds(timed, args.rounds, job, interpreters, scratch, args, failures, bar)
+        job = jobs.job(small, ggufs.get(small), [jobs.AGREEMENT], args.threads)
+        agreed = timed_rounds(order, 1, job, interpreters, scratch, args, [], bar, tag="agreement")
+        agreement = {name: found[0] for name, found in agreed.items() if found}
     cli = batch_clis(big, interpreters, workloads[0], scratch, args.threads, args.timeout)
     limits = best_limits(limits, measure_limits(2048, 256 << 20, repeats=5))
     header = [f"- command: `make bench-peers` (`benchmarks/bench_peers.py {' '.join(argv)}`)",
@@ -133,6 +120,20 @@ def main(argv: list[str]) -> int:
         old = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
         args.output.write_text(report.replace_section(old, section))
     return 0
+
+
+def timed_rounds(names: list[str], rounds: int, job: dict, interpreters: dict, scratch: Path,
+                 args: argparse.Namespace, failures: list, bar, tag: str = "round") -> dict[str, list]:
+    """Every system once per round, the order rotated each round; each run kept as it came
+    under scratch (to be read while a long bench goes on), failures appended to `failures`."""
+    runs: dict[str, list] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            result = systems.run_system(name, interpreters[name], job, scratch, args.threads, args.timeout)
+            (runs[name] if isinstance(result, jobs.SystemRun) else failures).append(result)
+            (scratch / f"{tag}{r}-{name}.json").write_text(result.model_dump_json())
+            bar.update()
+    return runs
 
 
 def batch_clis(model: Path, interpreters: dict, workload, scratch: Path, threads: int, timeout: float) -> list:
