@@ -112,14 +112,20 @@ def main(argv: list[str]) -> int:
               f"- model: {'QUICK' if args.quick else '0.3B-shaped random ERNIE 4.5'} ({big.name}), float32 weights",
               f"- same-run fp32 matmul peak (paddle.matmul 2048x2048, best of before and after): "
               f"{limits.matmul_gflops:.1f} GFLOP/s; % of peak = the workload's model FLOPs (worker/bench/flops.py, "
-              "a shared prefix counted once) / seconds / peak"]
+              "a shared prefix counted once) / seconds / peak",
+              f"- same-run FMA ceiling (worker/bench/fma_ceiling.py: every core issuing register-only FMAs, "
+              f"best of before and after): {_gflops(limits.fma_gflops)}"]
     section = report.section(header, {n: r for n, r in runs.items() if r}, [w.name for w in workloads], flops,
-                             limits.matmul_gflops, agreement, cli, failures)
+                             limits.matmul_gflops, limits.fma_gflops, agreement, cli, failures)
     print(section)
     if not args.quick:
         old = args.output.read_text() if args.output.exists() else "# Benchmark results\n"
         args.output.write_text(report.replace_section(old, section))
     return 0
+
+
+def _gflops(x: float | None) -> str:
+    return "not measured here" if x is None else f"{x:.1f} GFLOP/s"
 
 
 def timed_rounds(names: list[str], rounds: int, job: dict, interpreters: dict, scratch: Path,

@@ -78,15 +78,29 @@ def cli_rows(runs: list[CliRun]) -> list[str]:
     return rows
 
 
+def target_lines(runs: dict[str, list[SystemRun]], workloads: list[str], flops: dict[str, int], peak_gflops: float,
+                 fma_gflops: float | None) -> list[str]:
+    """Ours / best peer per workload, and what 1.5x that peer would take against the same-run
+    matmul peak and FMA ceiling (the arithmetic no engine can pass on these cores)."""
+    lines = []
+    for name, (peer, ratio) in best_peer_ratios(runs, workloads).items():
+        peer_gflops = flops[name] / _median_seconds(runs[peer], name) / 1e9
+        line = (f"- {name}: ours / best peer ({peer}) = **{ratio:.2f}x** (medians); {peer} runs at "
+                f"{peer_gflops:.1f} model GFLOP/s = {peer_gflops / peak_gflops:.0%} of the matmul peak")
+        if fma_gflops:
+            need = 1.5 * peer_gflops / fma_gflops
+            verdict = "beyond this machine" if need > 1 else "within this machine"
+            line += (f" and {peer_gflops / fma_gflops:.0%} of the FMA ceiling; 1.5x it would take "
+                     f"{1.5 * peer_gflops:.1f} GFLOP/s = **{need:.0%} of the FMA ceiling** ({verdict})")
+        lines.append(line)
+    return lines
+
+
 def section(header: list[str], runs: dict[str, list[SystemRun]], workloads: list[str], flops: dict[str, int],
-            peak_gflops: float, agreement: dict[str, SystemRun], cli: list[CliRun],
+            peak_gflops: float, fma_gflops: float | None, agreement: dict[str, SystemRun], cli: list[CliRun],
             failures: list[SystemFailure]) -> str:
-    ratios = best_peer_ratios(runs, workloads)
-    lines = [HEADING, "", *header, "", *throughput_rows(runs, workloads, flops, peak_gflops), ""]
-    for name, (peer, ratio) in ratios.items():
-        peer_share = flops[name] / _median_seconds(runs[peer], name) / 1e9 / peak_gflops
-        lines.append(f"- {name}: ours / best peer ({peer}) = **{ratio:.2f}x** (medians); {peer} runs at "
-                     f"{peer_share:.0%} of the matmul peak, so 1.5x it would take {1.5 * peer_share:.0%}")
+    lines = [HEADING, "", *header, "", *throughput_rows(runs, workloads, flops, peak_gflops), "",
+             *target_lines(runs, workloads, flops, peak_gflops, fma_gflops)]
     lines += ["", "Greedy agreement with ours on a small random model (8 prompts x 32 prompt tokens, 32 output "
               "tokens; '-' = identical):", "", *agreement_rows(agreement), ""]
     lines += ["Batch CLIs on the same JSONL (the decode workload's request count and output length, as chat "

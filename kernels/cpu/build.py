@@ -29,8 +29,7 @@ HEADERS = (Path(__file__).with_name("attention_math.h"),)
 # -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
 # (and one thread pool) in the process instead of adding libgomp beside it.
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
-# libmklml_intel: the MKL Paddle's matmul uses, for the packed-weight matmuls (packed_matmul.cc).
-LD_FLAGS = ["-liomp5", "-lmklml_intel"]
+LD_FLAGS = ["-liomp5"]
 OP_NAMES = ("bi_paged_attention", "bi_write_kv", "bi_pack_weight", "bi_packed_matmul", "bi_silu_mul")
 
 
@@ -50,10 +49,15 @@ def _cpuinfo(field: str) -> str:
     return ""
 
 
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of /proc/cpuinfo (empty where there is none)."""
+    return set(_cpuinfo("flags").split())
+
+
 @functools.cache
 def target() -> tuple[str, str]:
     """(the -march flag, what the library is specific to)."""
-    if platform.machine() == "x86_64" and _X86_64_V3 <= set(_cpuinfo("flags").split()):
+    if platform.machine() == "x86_64" and _X86_64_V3 <= cpu_flags():
         return "-march=x86-64-v3", "x86-64-v3"
     return "-march=native", _cpuinfo("model name") or platform.processor()  # this CPU only
 
@@ -62,8 +66,8 @@ def build_key() -> str:
     h = hashlib.sha256()
     for source in (*SOURCES, *HEADERS):
         h.update(source.read_bytes())
-    # The Paddle install too: the op finds libmklml_intel (which has no soname) through its
-    # RUNPATH, that install's libs; a cache shared by virtualenvs broke when one was removed.
+    # The Paddle install too: the op finds Paddle's libraries (libiomp5) through its RUNPATH,
+    # that install's libs; a cache shared by virtualenvs broke when one was removed.
     paddle_dir = str(Path(paddle.__file__).resolve().parent)
     for part in (*CXX_FLAGS, *LD_FLAGS, paddle.__version__, paddle_dir, platform.machine(), *target()):
         h.update(part.encode())

@@ -1,8 +1,9 @@
-"""Weights packed once into MKL's sgemm panel layout, and the matmul over them (packed_matmul.cc);
-the MLP's silu(gate) * up in one op (swiglu.cc).
+"""Weights packed once into column panels, and our GEMM over them (packed_matmul.cc); the MLP's
+silu(gate) * up in one op (swiglu.cc).
 
-A plain matmul repacks its weight on every call; at decode's few rows that is a large part of
-the call (benchmarks/decode_profile.py). Packed buffers take ~1.8x the weight's memory.
+A plain matmul (MKL's sgemm) repacks its weight on every call; at decode's few rows that is a
+large part of the call (benchmarks/decode_profile.py). The panels take the weight's own size
+(N rounded up to 16 columns).
 """
 
 from kernels.cpu.build import load_ops

@@ -1,13 +1,15 @@
-// Matmuls against weights packed once by MKL (cblas_sgemm_pack), for the decoder's projections.
+// Matmuls against weights packed once at load into column panels, for the decoder's projections
+// and the LM head: our own AVX2 GEMM, not a BLAS call.
 //
-// A plain sgemm repacks the weight into MKL's panel layout on every call. At prefill's
-// thousands of rows that cost is spread thin; at decode's 64 rows it is a large share of the
-// call, and on the LM head (1024 x 103,424) it is most of the gap to the 2048^2 peak. Packing at
-// load moves it out of the step (benchmarks/decode_profile.py measures both in one run). The
-// packed buffer works for any number of rows (MKL sizes it from K and N only).
-//
-// MKL comes from Paddle's own libmklml_intel (the one its matmul calls); its cblas prototypes are
-// declared here because the wheel ships no MKL headers. Enum values are MKL's (mkl_cblas.h).
+// Paddle's matmul calls MKL's sgemm, which repacks the weight on every call (at decode's 64 rows
+// a large share of the call) and on this AVX2 host ran at 45-55% of the FMA ceiling; MKL's own
+// packed API (cblas_sgemm_pack) packed faster calls but took 1.8x the weights' memory, and
+// oneDNN 3.6 (Paddle's libdnnl) has no AVX2 brgemm (it falls back to its jit gemm, no faster).
+// Here a panel holds 16 columns of W as [K][16]: the same size as W, read once per call in
+// order, each 256-deep slice kept in L1 while every row of x passes over it (6 rows at a time
+// in 12 accumulator registers). Measured against MKL in benchmarks/RESULTS.md (issue 17).
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -16,40 +18,115 @@
 
 #include "paddle/extension.h"
 
-extern "C" {
-size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k);
-void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha,
-                      const float* src, int ld, float* dest);
-void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a,
-                         int lda, const float* b, int ldb, float beta, float* c, int ldc);
-}
-
 namespace {
 
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
-// The row count the panels are laid out for. The packed buffer serves every row count (its size
-// depends on K and N only), but its speed does not: laid out for 64 rows, prefill's 2048-row
-// calls ran 7-9% slower than a plain sgemm; for 2048 they run 3-10% faster, and decode's 64-row
-// calls keep their 17-20% gain (alternating ABBA in one process, gate_up and down shapes).
-constexpr int kPackRows = 2048;
+constexpr int kPanel = 16;   // columns per panel: two 8-lane vectors
+constexpr int kRows = 6;     // rows per micro-kernel: 6 x 2 accumulators + 2 B + 1 A = 15 registers
+constexpr int kDepth = 256;  // K per slice: 16 KiB of a panel, half of L1
+constexpr int kRowBlock = 256;
 
 void CheckFloat32Cpu(const paddle::Tensor& t, const char* what) {
   PD_CHECK(t.is_cpu() && t.dtype() == paddle::DataType::FLOAT32, what, " must be a float32 CPU tensor");
 }
 
+int64_t NumPanels(int64_t n) { return (n + kPanel - 1) / kPanel; }
+
+// c[R x cols] (= or +=) a[R x kc] @ b[kc x 16]; `prefetch`, when set, is the next slice of B.
+template <int R>
+inline void MicroKernel(const float* a, int64_t lda, const float* b, int kc, float* c, int64_t ldc, bool accumulate,
+                        int cols, const float* prefetch) {
+  __m256 acc[R][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int kk = 0; kk < kc; ++kk) {
+    if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(prefetch + kk * kPanel), _MM_HINT_T0);
+    const __m256 b0 = _mm256_loadu_ps(b + kk * kPanel), b1 = _mm256_loadu_ps(b + kk * kPanel + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m256 av = _mm256_broadcast_ss(a + i * lda + kk);
+      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+    }
+  }
+  alignas(32) float tail[kPanel];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    float* ci = c + i * ldc;
+    if (cols == kPanel) {
+      if (accumulate) {
+        acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
+        acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
+      }
+      _mm256_storeu_ps(ci, acc[i][0]);
+      _mm256_storeu_ps(ci + 8, acc[i][1]);
+    } else {  // the last panel of an N that is not a multiple of 16
+      _mm256_store_ps(tail, acc[i][0]);
+      _mm256_store_ps(tail + 8, acc[i][1]);
+      for (int j = 0; j < cols; ++j) ci[j] = accumulate ? ci[j] + tail[j] : tail[j];
+    }
+  }
+}
+
+void RowBlock(const float* a, int64_t lda, const float* b, int kc, float* c, int64_t ldc, bool accumulate, int cols,
+              int64_t rows, const float* next_slice) {
+  int64_t i = 0;
+  // The first rows pull the next slice of B toward L1 while this one computes.
+  for (; i + kRows <= rows; i += kRows)
+    MicroKernel<kRows>(a + i * lda, lda, b, kc, c + i * ldc, ldc, accumulate, cols, i == 0 ? next_slice : nullptr);
+  const float* ai = a + i * lda;
+  float* ci = c + i * ldc;
+  switch (rows - i) {
+    case 5: MicroKernel<5>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
+    case 4: MicroKernel<4>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
+    case 3: MicroKernel<3>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
+    case 2: MicroKernel<2>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
+    case 1: MicroKernel<1>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
+    default: break;
+  }
+}
+
+// c [M, N] (= or +=) a [M, K] @ panels. Rows go in chunks of 256; within a chunk the threads
+// split the panels, each taking its panels through the whole of K (the output written once).
+void PanelGemm(const float* a, int64_t m, int64_t k, const float* panels, int64_t n, float* c, bool accumulate) {
+#pragma omp parallel
+  for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
+    const int64_t rows = std::min<int64_t>(kRowBlock, m - i0);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < NumPanels(n); ++p) {
+      const int cols = static_cast<int>(std::min<int64_t>(kPanel, n - p * kPanel));
+      const float* panel = panels + p * k * kPanel;
+      for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
+        const int kc = static_cast<int>(std::min<int64_t>(kDepth, k - k0));
+        // Past the panel's end the prefetch reaches the next panel: the next one read in order.
+        RowBlock(a + i0 * k + k0, k, panel + k0 * kPanel, kc, c + i0 * n + p * kPanel, n, accumulate || k0 > 0, cols,
+                 rows, panel + (k0 + kc) * kPanel);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // weight [K, N] row-major (or [N, K] when transposed: a tied LM head is the embedding [V, H])
-// -> MKL's packed panels of the [K, N] operand (a flat float32 buffer).
+// -> panels [ceil(N/16), K, 16] of the [K, N] operand, zero-padded past N.
 std::vector<paddle::Tensor> PackWeight(const paddle::Tensor& weight, bool transposed) {
   CheckFloat32Cpu(weight, "weight");
   PD_CHECK(weight.shape().size() == 2, "weight must be 2-D");
-  const int rows = static_cast<int>(weight.shape()[0]), cols = static_cast<int>(weight.shape()[1]);
-  const int k = transposed ? cols : rows, n = transposed ? rows : cols;
-  const size_t bytes = cblas_sgemm_pack_get_size(kBMatrix, kPackRows, n, k);
-  auto packed = paddle::empty({static_cast<int64_t>((bytes + 3) / 4)}, paddle::DataType::FLOAT32, paddle::CPUPlace());
-  cblas_sgemm_pack(kRowMajor, kBMatrix, transposed ? kTrans : kNoTrans, kPackRows, n, k, 1.f,
-                   weight.data<float>(), cols, packed.data<float>());
+  const int64_t rows = weight.shape()[0], cols = weight.shape()[1];
+  const int64_t k = transposed ? cols : rows, n = transposed ? rows : cols;
+  auto packed = paddle::empty({NumPanels(n), k, kPanel}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+  const float* w = weight.data<float>();
+  float* out = packed.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < NumPanels(n); ++p) {
+    for (int64_t kk = 0; kk < k; ++kk) {
+      float* dst = out + (p * k + kk) * kPanel;
+      for (int j = 0; j < kPanel; ++j) {
+        const int64_t col = p * kPanel + j;
+        dst[j] = col >= n ? 0.f : transposed ? w[col * cols + kk] : w[kk * cols + col];
+      }
+    }
+  }
   return {packed};
 }
 
@@ -60,25 +137,24 @@ std::vector<paddle::Tensor> PackedMatmul(const paddle::Tensor& x, const paddle::
   CheckFloat32Cpu(packed, "packed weight");
   PD_CHECK(x.shape().size() == 2, "x must be [M, K]");
   const int64_t m = x.shape()[0], k = x.shape()[1];
+  PD_CHECK(packed.shape().size() == 3 && packed.shape()[0] == NumPanels(n) && packed.shape()[1] == k,
+           "packed weight must be [ceil(N/16), K, 16] for K = x's columns");
   auto out = paddle::empty({m, n}, paddle::DataType::FLOAT32, paddle::CPUPlace());
   if (m == 0) return {out};
   float* o = out.data<float>();
-  float beta = 0.f;
-  if (residual.numel() == m * n) {  // the residual add rides on the sgemm (beta = 1)
+  bool accumulate = true;
+  if (residual.numel() == m * n) {  // the residual add rides on the GEMM's accumulation
     CheckFloat32Cpu(residual, "residual");
     std::memcpy(o, residual.data<float>(), sizeof(float) * m * n);
-    beta = 1.f;
   } else if (residual.numel() == n) {  // a bias, repeated on every row
     CheckFloat32Cpu(residual, "bias");
     const float* b = residual.data<float>();
     for (int64_t r = 0; r < m; ++r) std::copy(b, b + n, o + r * n);
-    beta = 1.f;
   } else {
     PD_CHECK(residual.numel() == 0, "residual must be [M, N], [N] or empty");
+    accumulate = false;
   }
-  cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(m), static_cast<int>(n),
-                      static_cast<int>(k), x.data<float>(), static_cast<int>(k), packed.data<float>(),
-                      static_cast<int>(n), beta, o, static_cast<int>(n));
+  PanelGemm(x.data<float>(), m, k, packed.data<float>(), n, o, accumulate);
   return {out};
 }
 

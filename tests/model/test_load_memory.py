@@ -48,14 +48,14 @@ runner = ModelRunner(sys.argv[1], Platform(device="cpu", dtype="float32"), block
                      max_num_batched_tokens=16)
 from worker.models.linear import Linear
 
-def held(v):  # a projection holds its weight packed (the cpu kernels) or plain
+def held(v):  # a projection holds its weight plain, and packed too with the cpu kernels
     if isinstance(v, Linear):
-        return v.weight if v.packed is None else v.packed.packed
-    return v if isinstance(v, paddle.Tensor) else None
+        return [v.weight, v.packed and v.packed.packed]
+    return [v if isinstance(v, paddle.Tensor) else None]
 
-params = [runner.model.embed, held(runner.model.lm_head), runner.model.norm]
+params = [runner.model.embed, *held(runner.model.lm_head), runner.model.norm]
 for layer in runner.model.layers:
-    params += [held(v) for v in vars(layer).values()]
+    params += [t for v in vars(layer).values() for t in held(v)]
     if layer.moe is not None:
         params += [t for t in vars(layer.moe).values() if isinstance(t, paddle.Tensor)]
         params += layer.moe.gate_up + layer.moe.down

@@ -9,7 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from pydantic import BaseModel
 
+from worker.bench.fma_ceiling import FmaCeilingUnavailable, measure_fma_ceiling
+from worker.logs import get_logger
 from worker.platform import paddle
+
+log = get_logger(__name__)
 
 
 class MachineInfo(BaseModel):
@@ -26,6 +30,9 @@ class MachineLimits(BaseModel):
     matmul_gflops: float  # fp32 paddle.matmul peak (best of the repeats)
     copy_gbps: float  # STREAM convention: bytes read + written per second, best thread count
     copy_bytes: int
+    # Every core issuing register-only FMAs (fma_ceiling.py): what no matmul can pass here.
+    # None where the probe cannot run (no compiler, not x86 with AVX2/FMA).
+    fma_gflops: float | None = None
 
 
 def machine_info() -> MachineInfo:
@@ -83,12 +90,21 @@ def copy_bandwidth_gbps(num_bytes: int, repeats: int) -> float:
 
 def best_limits(a: MachineLimits, b: MachineLimits) -> MachineLimits:
     """The higher of two measurements of each limit (the less disturbed one)."""
+    fma = [x for x in (a.fma_gflops, b.fma_gflops) if x is not None]
     return a.model_copy(update={"matmul_gflops": max(a.matmul_gflops, b.matmul_gflops),
-                                "copy_gbps": max(a.copy_gbps, b.copy_gbps)})
+                                "copy_gbps": max(a.copy_gbps, b.copy_gbps), "fma_gflops": max(fma, default=None)})
+
+
+def fma_ceiling_gflops() -> float | None:
+    try:
+        return measure_fma_ceiling().gflops
+    except FmaCeilingUnavailable as exc:
+        log.warning("the FMA ceiling is not measured here", error=str(exc))
+        return None
 
 
 def measure_limits(matmul_size: int, copy_bytes: int, repeats: int) -> MachineLimits:
     return MachineLimits(
         matmul_size=matmul_size, matmul_gflops=matmul_peak_gflops(matmul_size, repeats),
-        copy_gbps=copy_bandwidth_gbps(copy_bytes, repeats), copy_bytes=copy_bytes,
+        copy_gbps=copy_bandwidth_gbps(copy_bytes, repeats), copy_bytes=copy_bytes, fma_gflops=fma_ceiling_gflops(),
     )

@@ -192,7 +192,10 @@ def render(r: BenchReport) -> str:
         f"OMP_NUM_THREADS={i.omp_num_threads}, MKL_DEBUG_CPU_TYPE={i.mkl_debug_cpu_type}",
         f"- date: {i.date}; bench wall time {r.total_seconds / 60:.1f} min",
         f"- same-run limits: fp32 paddle.matmul {lim.matmul_size}x{lim.matmul_size} = {lim.matmul_gflops:.1f} GFLOP/s; "
-        f"copy bandwidth = {lim.copy_gbps:.1f} GB/s (read + write, {lim.copy_bytes >> 20} MiB array)",
+        f"copy bandwidth = {lim.copy_gbps:.1f} GB/s (read + write, {lim.copy_bytes >> 20} MiB array); "
+        + ("FMA ceiling not measured here" if lim.fma_gflops is None else
+           f"FMA ceiling (every core, register-only FMAs) = {lim.fma_gflops:.1f} GFLOP/s, the matmul peak "
+           f"is {lim.matmul_gflops / lim.fma_gflops:.0%} of it"),
         *([agreement] if agreement else []),
         "", "## Workloads", "", *workload_table(r), "", "## Attention kernel (decode)", "", *kernel_table(r),
         "", *matmul_limit_table(r), *sampler_table(r), *guided_table(r),

@@ -1,13 +1,14 @@
-"""The decoder's projections: x @ W (+ a residual or bias), with W held as the platform runs it
-fastest. On CPU with the `cpu` kernels in float32, W is packed once into MKL's panel layout
-(kernels/cpu/packed.py): a plain matmul repacks W on every call, which at decode's 64 rows costs
-a large part of the call (benchmarks/decode_profile.py). Elsewhere W is a plain tensor.
+"""The decoder's projections: x @ W (+ a residual or bias).
 
-Packing is opt-in (BATCHINFER_PACKED_WEIGHTS=1): each packed matmul is faster alone, but whole
-decode workloads ran 5-8% slower with it on a quiet machine (83.0/84.9 s against 81.0/78.6 s,
-ABBA, `worker bench --only decode`, benchmarks/RESULTS.md) and packed weights take ~1.8x the
-memory.
-The MLP's silu(gate) * up is one op of the same kernels there (three Paddle ops elsewhere).
+On CPU with the `cpu` kernels in float32, W is also packed once into column panels for our own
+AVX2 GEMM (kernels/cpu/packed_matmul.cc), which runs the calls of up to PANEL_MAX_ROWS rows:
+decode steps and the LM head. Paddle's matmul (MKL's sgemm) repacks W on every call, costly at
+decode's 64 rows; at prefill's thousands of rows MKL's own blocking beats ours, so those calls
+keep the plain W. Same-run figures (benchmarks/RESULTS.md): a 64-sequence decode step 586 ms
+against 761 ms plain, the decode workload 17% faster; prefill unchanged. The cost is a second
+copy of the projections (the panels are the size of W); BATCHINFER_PACKED_WEIGHTS=0 keeps only
+the plain weights. The MLP's silu(gate) * up is one op of the same kernels there (three Paddle
+ops elsewhere).
 """
 
 import os
@@ -16,26 +17,29 @@ from worker.platform import paddle
 
 _C = paddle._C_ops
 
+# Up to this many rows our panel GEMM beat MKL's sgemm in one run of both (gate_up and down
+# shapes: 64 rows +24-35%, 128 rows even, 256 rows -4-8%).
+PANEL_MAX_ROWS = 128
+
 
 def packing_enabled(backend_name: str, dtype: str) -> bool:
-    return backend_name == "cpu" and dtype == "float32" and os.environ.get("BATCHINFER_PACKED_WEIGHTS", "0") == "1"
+    return backend_name == "cpu" and dtype == "float32" and os.environ.get("BATCHINFER_PACKED_WEIGHTS", "1") != "0"
 
 
 class Linear:
     """W [K, N], or W^T [N, K] when `transposed` (a tied LM head is the embedding [V, H])."""
 
     def __init__(self, weight, packed: bool, transposed: bool = False):
-        self.transposed = transposed
+        self.weight, self.transposed = weight, transposed
+        self.packed = None
         if packed:
             from kernels.cpu.packed import PackedWeight  # only where the cpu kernels build
 
-            self.weight, self.packed = None, PackedWeight(weight, transposed)
-        else:
-            self.weight, self.packed = weight, None
+            self.packed = PackedWeight(weight, transposed)
 
     def __call__(self, x, add=None):
         """x @ W, plus `add` (a residual [M, N] or a bias [N]) when given."""
-        if self.packed is not None:
+        if self.packed is not None and x.shape[0] <= PANEL_MAX_ROWS:
             return self.packed(x, add)
         if add is None:
             return _C.matmul(x, self.weight, False, self.transposed)
