@@ -3,7 +3,7 @@
 On the bench's 0.3B-shaped ERNIE model: the decode workload (64 x 128 prompt, greedy) is run
 into its decode phase; its engine steps give the sampler's and the host's share; then one
 decode batch and one prefill batch (the prefill workload's first step: 4 x 512 tokens) are
-profiled part by part (worker/bench/step_profile.py) with packed weights (opt-in) and
+profiled part by part (worker/bench/step_profile.py) with packed weights (the default) and
 with plain ones (BATCHINFER_PACKED_WEIGHTS=0), alternating in the same process, next to the
 2048^2 matmul peak. Prints markdown tables.
 
