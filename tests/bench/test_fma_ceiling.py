@@ -20,7 +20,7 @@ def test_the_probe_issues_twelve_register_chains_of_fmas(tmp_path):
     assert len(loop_fmas) == 12  # the AVX2 loop body: 12 chains, all operands in registers
 
 
-def test_the_ceiling_counts_its_flops_and_sits_at_or_above_the_matmul_peak():
+def test_the_ceiling_reads_at_least_three_quarters_of_the_matmul_peak():
     ceiling = fma_ceiling.measure_fma_ceiling(iterations=5_000_000, repeats=3)
     assert ceiling.threads >= 1 and ceiling.vector_bits in (256, 512)
     # The matmul peak is a lower bound of the ceiling; 25% margin for a busy shared host.
