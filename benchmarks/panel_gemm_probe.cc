@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <vector>
 #include <sys/mman.h>
+#include <cmath>
 #include <cstring>
 constexpr int kPanel = 16, kRows = 6, kRowBlock = 256;
 int64_t NumPanels(int64_t n) { return (n + kPanel - 1) / kPanel; }
@@ -60,21 +61,36 @@ void Gemm(const float* a, int64_t m, int64_t k, const float* panels, int64_t n, 
         const int kc = static_cast<int>(std::min<int64_t>(DEPTH, k - k0));
         const float* ai = a + i0 * k + k0; const float* b = panel + k0 * kPanel; float* ci = c + i0 * n + p * kPanel;
         const float* next = panel + (k0 + DIST * kc) * kPanel;
-        int tiles = (int)(rows / kRows), per = (kc + tiles - 1) / tiles;
+        int tiles = std::max(1, (int)(rows / kRows)), per = (kc + tiles - 1) / tiles;
         int64_t i = 0;
         for (int t = 0; i + kRows <= rows; i += kRows, ++t) {
           const float* pf = MODE == 0 ? next : next + t * per * kPanel;
           int npf = MODE == 0 ? (t == 0 ? kc : 0) : MODE == 2 ? 0 : std::max(0, std::min(per, kc - t * per));
           MicroKernel<kRows, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, pf, npf);
         }
-        if (rows - i == 4) MicroKernel<4, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0);
+        switch (rows - i) {  // the last rows, as the kernel's RowBlock takes them
+          case 5: MicroKernel<5, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
+          case 4: MicroKernel<4, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
+          case 3: MicroKernel<3, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
+          case 2: MicroKernel<2, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
+          case 1: MicroKernel<1, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
+          default: break;
+        }
       }
     }
   }
 }
 typedef void (*Fn)(const float*, int64_t, int64_t, const float*, int64_t, float*);
 struct V { const char* name; Fn fn; };
+// c[r][j] by a plain dot product over the panels, to check what a variant computed.
+double Reference(const float* a, int64_t k, const float* panels, int64_t r, int64_t j) {
+  double sum = 0;
+  for (int64_t kk = 0; kk < k; ++kk) sum += double(a[r * k + kk]) * panels[((j / kPanel) * k + kk) * kPanel + j % kPanel];
+  return sum;
+}
 int main(int argc, char** argv) {
+  if (argc != 6) { fprintf(stderr, "usage: %s M K N rounds copies\n", argv[0]); return 2; }
+  if (atoi(argv[3]) % kPanel != 0) { fprintf(stderr, "N must be a multiple of %d (whole panels only)\n", kPanel); return 2; }
   int64_t m = atoi(argv[1]), k = atoi(argv[2]), n = atoi(argv[3]); int rounds = atoi(argv[4]), copies = atoi(argv[5]);
   std::vector<V> vs = {
     {"orig d1 T0 256 HUGE", Gemm<0,1,_MM_HINT_T0,256>}, {"spread d1 T0 256 HUGE", Gemm<1,1,_MM_HINT_T0,256>}, {"none 256 HUGE", Gemm<2,1,_MM_HINT_T0,256>},
@@ -84,6 +100,7 @@ int main(int argc, char** argv) {
   };
   std::vector<float> a(m * k), c(m * n);
   for (auto& x : a) x = rand() / (float)RAND_MAX;
+  // Past the last panel the prefetch reaches up to 4 slices of 256 x 16 further: padded so it stays in bounds.
   size_t wn = NumPanels(n) * k * kPanel + 16 * 16 * 1024; size_t bytes = (wn * 4 + (2 << 20) - 1) / (2 << 20) * (2 << 20);
   std::vector<float*> w(copies), wh(copies);
   for (auto& v : w) { v = (float*)aligned_alloc(2 << 20, bytes); madvise(v, bytes, MADV_NOHUGEPAGE); for (size_t i = 0; i < wn; ++i) v[i] = rand() / (float)RAND_MAX; }
@@ -96,6 +113,17 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       for (int cpy = 0; cpy < copies; ++cpy) vs[v].fn(a.data(), m, k, strstr(vs[v].name, "HUGE") ? wh[cpy] : w[cpy], n, c.data());
       t[v].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / copies);
+      if (r == 0) {  // every variant must compute the product: a fast wrong kernel reads nothing
+        const float* wlast = strstr(vs[v].name, "HUGE") ? wh[copies - 1] : w[copies - 1];
+        for (int64_t r0 : {int64_t(0), m / 2, m - 1})
+          for (int64_t j : {int64_t(0), n / 3, n - 1}) {
+            double want = Reference(a.data(), k, wlast, r0, j);
+            if (std::abs(c[r0 * n + j] - want) > 1e-3 * std::abs(want) + 1e-3) {
+              fprintf(stderr, "%s: c[%ld][%ld] = %f, want %f\n", vs[v].name, r0, j, c[r0 * n + j], want);
+              return 1;
+            }
+          }
+      }
     }
   for (size_t v = 0; v < vs.size(); ++v) {
     std::sort(t[v].begin(), t[v].end());
