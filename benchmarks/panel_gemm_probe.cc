@@ -1,11 +1,11 @@
 // Probe for issue 17 (benchmarks/RESULTS.md, "Where the panel GEMM loses at decode's 64 rows"):
-// the micro-kernel of kernels/cpu/packed_matmul.cc (6x16, 12 accumulators) with its weight
-// streamed from DRAM (`copies` distinct weights, as 18 layers are) or resident in L2 (copies=1 and
+// the micro-kernel of kernels/cpu/packed_matmul.cc (the very loop: kernels/cpu/panel_micro_kernel.h,
+// 6x16, 12 accumulators) with its weight streamed from DRAM (`copies` distinct weights, as 18 layers are) or resident in L2 (copies=1 and
 // a small N), under prefetch variants and with the weights on 4 KiB or transparent huge pages,
 // all interleaved in one process (ABAB rounds) so the machine's noise falls on every variant.
-// Variant names: orig = the kernel's own prefetch (the first row tile pulls the next K slice);
+// Variant names: orig = the kernel's prefetch before 2026-12-03 (the first row tile pulls the next K slice);
 // none = hardware prefetch only; spread dD = every row tile prefetches its share of the slice D
-// slices ahead; HUGE = the same weights after madvise(MADV_HUGEPAGE).
+// slices ahead (d1 is the kernel's now); HUGE = the same weights after madvise(MADV_HUGEPAGE).
 //
 //   g++ -O3 -mavx2 -mfma -fopenmp -o /tmp/panel_gemm_probe benchmarks/panel_gemm_probe.cc
 //   OMP_NUM_THREADS=2 /tmp/panel_gemm_probe 64 1024 6144 30 8   # M K N rounds copies
@@ -19,35 +19,10 @@
 #include <sys/mman.h>
 #include <cmath>
 #include <cstring>
-constexpr int kPanel = 16, kRows = 6, kRowBlock = 256;
+#include "../kernels/cpu/panel_micro_kernel.h"
+using panel::kPanel, panel::kRows, panel::MicroKernel;
+constexpr int kRowBlock = 256;
 int64_t NumPanels(int64_t n) { return (n + kPanel - 1) / kPanel; }
-template <int R, int HINT>
-inline void MicroKernel(const float* a, int64_t lda, const float* b, int kc, float* c, int64_t ldc, bool accumulate,
-                        const float* pf, int npf) {
-  __m256 acc[R][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  for (int kk = 0; kk < kc; ++kk) {
-    if (kk < npf) _mm_prefetch(reinterpret_cast<const char*>(pf + kk * kPanel), (_mm_hint)HINT);
-    const __m256 b0 = _mm256_loadu_ps(b + kk * kPanel), b1 = _mm256_loadu_ps(b + kk * kPanel + 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const __m256 av = _mm256_broadcast_ss(a + i * lda + kk);
-      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
-      acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
-    }
-    _mm256_storeu_ps(ci, acc[i][0]);
-    _mm256_storeu_ps(ci + 8, acc[i][1]);
-  }
-}
 // MODE 0: original (first tile prefetches whole next slice T0); 1: spread; DIST slices ahead
 template <int MODE, int DIST, int HINT, int DEPTH>
 void Gemm(const float* a, int64_t m, int64_t k, const float* panels, int64_t n, float* c) {
@@ -66,16 +41,11 @@ void Gemm(const float* a, int64_t m, int64_t k, const float* panels, int64_t n, 
         for (int t = 0; i + kRows <= rows; i += kRows, ++t) {
           const float* pf = MODE == 0 ? next : next + t * per * kPanel;
           int npf = MODE == 0 ? (t == 0 ? kc : 0) : MODE == 2 ? 0 : std::max(0, std::min(per, kc - t * per));
-          MicroKernel<kRows, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, pf, npf);
+          MicroKernel<kRows, HINT>(ai + i * k, k, b, kPanel, kc, ci + i * n, n, k0 > 0, kPanel, pf, npf);
         }
-        switch (rows - i) {  // the last rows, as the kernel's RowBlock takes them
-          case 5: MicroKernel<5, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
-          case 4: MicroKernel<4, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
-          case 3: MicroKernel<3, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
-          case 2: MicroKernel<2, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
-          case 1: MicroKernel<1, HINT>(ai + i * k, k, b, kc, ci + i * n, n, k0 > 0, nullptr, 0); break;
-          default: break;
-        }
+        panel::ForRowTail(rows - i, [&](auto r) {  // the last rows, as the kernel's RowBlock takes them
+          MicroKernel<decltype(r)::value, HINT>(ai + i * k, k, b, kPanel, kc, ci + i * n, n, k0 > 0, kPanel, nullptr, 0);
+        });
       }
     }
   }

@@ -2,11 +2,17 @@
 
 Paddle reads OMP_NUM_THREADS and MKL_DEBUG_CPU_TYPE when it is imported: on this class of
 machine they take a 2048x2048 fp32 matmul from 27 to ~120 GFLOP/s (DESIGN.md section 5), so
-every module that needs paddle imports it from here, never directly.
+every module that needs paddle imports it from here, never directly. Here too glibc's malloc is
+told to keep what is freed (keep_freed_memory), before Paddle allocates anything.
 """
 
+import ctypes
 import os
+import platform
 from dataclasses import dataclass
+
+# mallopt(3) parameters, from glibc's malloc.h.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
 def _cpu_count() -> int:
@@ -32,7 +38,25 @@ def configure_cpu_environment() -> None:
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
 
+def keep_freed_memory() -> bool:
+    """Serve every block from glibc's heap and keep what is freed there, so the next step reuses it.
+
+    By default glibc maps each block over 32 MiB fresh and unmaps it on free: a prefill step's
+    activations were new pages every step, ~220k page faults per 2048-token step of the bench model
+    at 3-6 us each in this VM (~0.5 s of ~8 s; benchmarks/RESULTS.md). Memory once used stays with
+    the process, which a worker reuses on its next step. BATCHINFER_KEEP_FREED_MEMORY=0, or the
+    user's own MALLOC_* or GLIBC_TUNABLES settings, leave glibc as it is. True when it took effect.
+    """
+    if os.environ.get("BATCHINFER_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    if "GLIBC_TUNABLES" in os.environ or any(name.startswith("MALLOC_") for name in os.environ):
+        return False
+    libc = ctypes.CDLL(None)  # the C library this process runs on
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 configure_cpu_environment()
+keep_freed_memory()
 
 import paddle  # noqa: E402  (must follow the environment set above)
 
@@ -61,4 +85,4 @@ def select_platform(dtype: str | None = None) -> Platform:
     return Platform(device="gpu", dtype="bfloat16" if dtype in (None, "auto") else dtype)
 
 
-__all__ = ["paddle", "Platform", "select_platform", "configure_cpu_environment"]
+__all__ = ["paddle", "Platform", "select_platform", "configure_cpu_environment", "keep_freed_memory"]

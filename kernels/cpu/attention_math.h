@@ -1,5 +1,6 @@
-// Vector building blocks of the CPU paged attention (paged_attention.cc): exp, the Q.K and
-// P.V register tiles, and spread-out prefetching. AVX2 + FMA paths with portable fallbacks.
+// Vector building blocks of the CPU paged attention (paged_attention.cc): exp, an 8 x 8
+// transpose, spread-out prefetching, and the Q.K and P.V loops of a few rows (decode); many
+// rows (prefill) take panel_micro_kernel.h's register tiles instead. AVX2 + FMA paths with portable fallbacks.
 #pragma once
 
 #include <algorithm>
@@ -87,6 +88,33 @@ inline void Scale(float alpha, float* __restrict y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// dst's rows are src's columns, for an 8 x 8 tile (rows `lds` and `ldd` floats apart).
+inline void Transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  for (int i = 0; i < 8; i += 2) {  // pairs of rows interleaved: [a0 b0 a1 b1 | a4 b4 a5 b5], ...
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {  // four rows' column c in each 128-bit half
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {  // the halves of rows 0-3 and 4-7 joined
+    _mm256_storeu_ps(dst + i * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#else
+inline void Transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  for (int i = 0; i < 8; ++i)
+    for (int j = 0; j < 8; ++j) dst[i * ldd + j] = src[j * lds + i];
+}
+#endif
 
 // out[t] = scale * q . k[t] for t < n (keys are rows of d floats).
 inline void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d,

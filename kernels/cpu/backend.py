@@ -13,6 +13,12 @@ load_ops()  # raises KernelBuildError here, at import, so the registry can fall 
 
 _run = paddle._C_ops._run_custom_op
 
+# Work items of this many rows (query tokens x heads of a kv group) or more take Q.K and P.V as
+# the panel GEMM's register tiles; fewer go row by row. `benchmarks/attention_tiles.py`, both
+# paths in one run: 64 rows (a prefill tile of 8 tokens, 8 heads a group) 1.15-1.22x faster
+# tiled; 8 rows (decode) 0.70x, transposing K costing more than 8 rows win back.
+TILED_ROWS = 16
+
 
 class _StepTensors:
     """Tensor copies of the last arrays seen, by identity (holding the arrays keeps ids unique)."""
@@ -46,11 +52,12 @@ def write_kv(key_cache, value_cache, key, value, slot_mapping) -> None:
     _run("bi_write_kv", key_cache, value_cache, _contiguous(key), _contiguous(value), slots)
 
 
-def paged_attention(query, key_cache, value_cache, query_start_loc, seq_lens, block_tables, scale):
+def paged_attention(query, key_cache, value_cache, query_start_loc, seq_lens, block_tables, scale,
+                    tiled_rows: int = TILED_ROWS):
     """query [T, Hq, D] against the paged caches; returns [T, Hq, D] in the same row order."""
     out = _run(
         "bi_paged_attention", _contiguous(query), key_cache, value_cache,
         _tensors.get(query_start_loc, "int32"), _tensors.get(seq_lens, "int32"),
-        _tensors.get(block_tables, "int32"), float(scale),
+        _tensors.get(block_tables, "int32"), float(scale), int(tiled_rows),
     )
     return out[0] if isinstance(out, (list, tuple)) else out

@@ -9,19 +9,21 @@
 // order, each 256-deep slice kept in L1 while every row of x passes over it (6 rows at a time
 // in 12 accumulator registers). Measured against MKL in benchmarks/RESULTS.md (issue 17).
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "paddle/extension.h"
+#include "panel_micro_kernel.h"
 
 namespace {
 
-constexpr int kPanel = 16;   // columns per panel: two 8-lane vectors
-constexpr int kRows = 6;     // rows per micro-kernel: 6 x 2 accumulators + 2 B + 1 A = 15 registers
+using panel::kPanel;
+using panel::ForRowTail;
+using panel::kRows;
+using panel::MicroKernel;
+
 constexpr int kDepth = 256;  // K per slice: 16 KiB of a panel, half of L1
 constexpr int kRowBlock = 256;
 
@@ -31,58 +33,28 @@ void CheckFloat32Cpu(const paddle::Tensor& t, const char* what) {
 
 int64_t NumPanels(int64_t n) { return (n + kPanel - 1) / kPanel; }
 
-// c[R x cols] (= or +=) a[R x kc] @ b[kc x 16]; `prefetch`, when set, is the next slice of B.
-template <int R>
-inline void MicroKernel(const float* a, int64_t lda, const float* b, int kc, float* c, int64_t ldc, bool accumulate,
-                        int cols, const float* prefetch) {
-  __m256 acc[R][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  for (int kk = 0; kk < kc; ++kk) {
-    if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(prefetch + kk * kPanel), _MM_HINT_T0);
-    const __m256 b0 = _mm256_loadu_ps(b + kk * kPanel), b1 = _mm256_loadu_ps(b + kk * kPanel + 8);
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const __m256 av = _mm256_broadcast_ss(a + i * lda + kk);
-      acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-    }
-  }
-  alignas(32) float tail[kPanel];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-    float* ci = c + i * ldc;
-    if (cols == kPanel) {
-      if (accumulate) {
-        acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
-        acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
-      }
-      _mm256_storeu_ps(ci, acc[i][0]);
-      _mm256_storeu_ps(ci + 8, acc[i][1]);
-    } else {  // the last panel of an N that is not a multiple of 16
-      _mm256_store_ps(tail, acc[i][0]);
-      _mm256_store_ps(tail + 8, acc[i][1]);
-      for (int j = 0; j < cols; ++j) ci[j] = accumulate ? ci[j] + tail[j] : tail[j];
-    }
-  }
-}
+// Rows of the next slice of B (at `next`) that tile t of `tiles` prefetches: each tile its share,
+// so the pull toward L1 is spread over the whole slice's compute (benchmarks/panel_gemm_probe.cc).
+struct PrefetchShare {
+  const float* next;
+  int kc, share;
+  PrefetchShare(const float* next_slice, int kc, int64_t tiles)
+      : next(next_slice), kc(kc), share(static_cast<int>((kc + std::max<int64_t>(tiles, 1) - 1) / std::max<int64_t>(tiles, 1))) {}
+  const float* at(int64_t t) const { return next + std::min<int64_t>(kc, t * share) * kPanel; }
+  int rows(int64_t t) const { return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(share, kc - t * share))); }
+};
 
+// One slice of B (kc x 16) against `rows` rows of x, row-major.
 void RowBlock(const float* a, int64_t lda, const float* b, int kc, float* c, int64_t ldc, bool accumulate, int cols,
               int64_t rows, const float* next_slice) {
+  const PrefetchShare prefetch(next_slice, kc, rows / kRows);
   int64_t i = 0;
-  // The first rows pull the next slice of B toward L1 while this one computes.
-  for (; i + kRows <= rows; i += kRows)
-    MicroKernel<kRows>(a + i * lda, lda, b, kc, c + i * ldc, ldc, accumulate, cols, i == 0 ? next_slice : nullptr);
-  const float* ai = a + i * lda;
-  float* ci = c + i * ldc;
-  switch (rows - i) {
-    case 5: MicroKernel<5>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
-    case 4: MicroKernel<4>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
-    case 3: MicroKernel<3>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
-    case 2: MicroKernel<2>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
-    case 1: MicroKernel<1>(ai, lda, b, kc, ci, ldc, accumulate, cols, nullptr); break;
-    default: break;
-  }
+  for (int64_t t = 0; i + kRows <= rows; i += kRows, ++t)
+    MicroKernel<kRows>(a + i * lda, lda, b, kPanel, kc, c + i * ldc, ldc, accumulate, cols, prefetch.at(t),
+                       prefetch.rows(t));
+  ForRowTail(rows - i, [&](auto r) {
+    MicroKernel<decltype(r)::value>(a + i * lda, lda, b, kPanel, kc, c + i * ldc, ldc, accumulate, cols, nullptr, 0);
+  });
 }
 
 // c [M, N] (= or +=) a [M, K] @ panels. Rows go in chunks of 256; within a chunk the threads

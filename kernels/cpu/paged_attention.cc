@@ -16,14 +16,17 @@
 #include "paddle/extension.h"
 
 #include "attention_math.h"
+#include "panel_micro_kernel.h"
 
 namespace {
 
 using namespace bi_attention;
+using panel::kPanel;
+using panel::kRows;
+using panel::RowTiles;
 
 constexpr int kQueryTile = 8;  // query tokens per work item (prefill); decode has 1
-// Keys per pass: 16 rows of K (or V) stay in L1 while every row of the item reads them; a
-// whole 64-token block of one head is 32 KB, as large as L1, and would be read from L2.
+// Keys per pass of the row-by-row path: 16 rows of K (or V) stay in L1 while every row reads them.
 constexpr int64_t kKeyChunk = 16;
 // Below this many multiply-adds a call runs on one thread: a parallel region costs a wake-up
 // and a barrier (~3 us here). Two threads already win at 2^15 (15.6 -> 14.7 us) and halve a
@@ -52,28 +55,57 @@ std::vector<WorkItem> PlanItems(const int32_t* qsl, int64_t num_seqs, int64_t nu
   return items;
 }
 
-// One work item: rows are (query token, head of the group); acc/m/l are its scratch.
+// kt[i][j] = keys[j][i] for i < d, j < n (keys are rows of d floats), zero for n <= j < 16: a
+// [d x 16] panel in L1 that every row of the item passes over to take its 16 scores at once.
+void TransposeKeys(const float* __restrict keys, int64_t n, int64_t d, float* __restrict kt) {
+  if (n == kPanel && d % 8 == 0) {
+    for (int64_t j0 = 0; j0 < kPanel; j0 += 8)
+      for (int64_t i0 = 0; i0 < d; i0 += 8) Transpose8x8(keys + j0 * d + i0, d, kt + i0 * kPanel + j0, kPanel);
+    return;
+  }
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j < kPanel; ++j) kt[i * kPanel + j] = j < n ? keys[j * d + i] : 0.f;
+}
+
+// acc[r][i] += sum_t p[r][t] v[t][i] for columns i in [from, d): what 16-column tiles leave.
+void ValuesTail(const float* p, int64_t ldp, int64_t rows, const float* v, int64_t n, int64_t d, int64_t from,
+                float* acc) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = from; i < d; ++i) acc[r * d + i] += p[r * ldp + t] * v[t * d + i];
+}
+
+// One work item: rows are (query token, head of the group); each block's K and V are read from
+// memory once and used by every row: from `tiled_rows` rows on as the panel GEMM's register
+// tiles over K transposed 16 keys at a time, below it row by row.
 void AttendItem(const WorkItem& w, const float* query, const float* k_cache, const float* v_cache,
                 const int32_t* qsl, const int32_t* seq_lens, const int32_t* block_tables,
-                const Shapes& s, float scale, float* out) {
+                const Shapes& s, float scale, int64_t tiled_rows, float* out) {
   const int64_t group = s.num_heads / s.num_kv_heads, d = s.head_dim, bs = s.block_size;
   const int64_t seq_len = seq_lens[w.seq], q_len = qsl[w.seq + 1] - qsl[w.seq];
   const int64_t rows = (w.q_end - w.q_begin) * group;
-  std::vector<float> acc(rows * d, 0.f), m(rows, -std::numeric_limits<float>::infinity()),
-      l(rows, 0.f), scores(rows * bs), spare(d);
-  std::vector<const float*> q(rows);
+  const bool tiled = rows >= tiled_rows;
+  // The item's queries, scaled, as one [rows, d] matrix; scores [rows, bs] for one block.
+  std::vector<float> qm(rows * d), acc(rows * d, 0.f), m(rows, -std::numeric_limits<float>::infinity()),
+      l(rows, 0.f), scores(rows * bs), kt(tiled ? d * kPanel : 0), spare(d);
   std::vector<int64_t> last(rows), seen(rows);  // last key position each row may see; its keys in a block
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t j = w.q_begin + r / group, h = w.kv_head * group + r % group;
-    q[r] = query + ((qsl[w.seq] + j) * s.num_heads + h) * d;
+    const float* q = query + ((qsl[w.seq] + j) * s.num_heads + h) * d;
+    for (int64_t i = 0; i < d; ++i) qm[r * d + i] = q[i] * scale;
     last[r] = seq_len - q_len + j;
   }
   const int64_t max_last = last[rows - 1];
   const int32_t* table = block_tables + w.seq * s.max_blocks;
   const int64_t head_stride = bs * d, block_stride = s.num_kv_heads * head_stride;
+  // Floats to prefetch per row tile (tiled) or row (row by row) of each Q.K and P.V pass, so one
+  // head of a block spreads over a pass: a burst of them would stall on the few miss slots.
+  const int64_t key_panels = (bs + kPanel - 1) / kPanel, tiles = (rows + kRows - 1) / kRows;
+  const int64_t qk_steps = (tiled ? tiles : rows) * key_panels;
+  const int64_t pv_steps = tiled ? tiles * ((d + kPanel - 1) / kPanel) : (rows + 1) / 2 * ((bs + kKeyChunk - 1) / kKeyChunk);
+  const int64_t qk_slice = std::max<int64_t>(16, head_stride / qk_steps);
+  const int64_t pv_slice = std::max<int64_t>(16, head_stride / pv_steps);
   PrefetchStream stream;
-  // Floats to prefetch per Q.K call, so one head of a block spreads over the block's calls.
-  const int64_t slice = std::max<int64_t>(16, head_stride / (rows * ((bs + kKeyChunk - 1) / kKeyChunk)));
   for (int64_t blk = 0; blk * bs <= max_last; ++blk) {
     const int64_t start = blk * bs;
     const int64_t off = table[blk] * block_stride + w.kv_head * head_stride;
@@ -86,12 +118,19 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
       seen[r] = std::max<int64_t>(0, std::min<int64_t>(bs, last[r] - start + 1));
       n_max = std::max(n_max, seen[r]);
     }
-    // Q.K in chunks of keys small enough to stay in L1 while every row of the item reads them.
-    for (int64_t c = 0; c < n_max; c += kKeyChunk) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t n = std::min(seen[r], c + kKeyChunk) - c;
-        stream.Step(slice);
-        if (n > 0) QueryKeys(q[r], kb + c * d, n, d, scale, scores.data() + r * bs + c);
+    // Scores of keys a row may not see are zeroed below.
+    for (int64_t c = 0; c < n_max; c += kPanel) {
+      const int64_t n = std::min<int64_t>(kPanel, n_max - c);
+      if (tiled) {
+        TransposeKeys(kb + c * d, n, d, kt.data());
+        RowTiles(qm.data(), d, rows, kt.data(), kPanel, static_cast<int>(d), scores.data() + c, bs, false,
+                 static_cast<int>(n), [&] { stream.Step(qk_slice); });
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t n_r = std::min(seen[r], c + kPanel) - c;  // a row's keys past its own are not computed
+          stream.Step(qk_slice);
+          if (n_r > 0) QueryKeys(qm.data() + r * d, kb + c * d, n_r, d, 1.f, scores.data() + r * bs + c);
+        }
       }
     }
     for (int64_t r = 0; r < rows; ++r) {
@@ -110,14 +149,22 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
     if ((blk + 1) * bs <= max_last) {
       stream.Reset(k_cache + table[blk + 1] * block_stride + w.kv_head * head_stride, head_stride);
     }
-    for (int64_t c = 0; c < n_max; c += kKeyChunk) {
-      const int64_t n = std::min(n_max, c + kKeyChunk) - c;
-      for (int64_t r = 0; r < rows; r += 2) {
-        stream.Step(slice * 2);
-        const int64_t r1 = std::min(r + 1, rows - 1);  // an odd last row pairs with itself
-        float* a1 = r1 == r ? spare.data() : acc.data() + r1 * d;
-        ProbsValues(scores.data() + r * bs + c, scores.data() + r1 * bs + c, vb + c * d, n, d,
-                    acc.data() + r * d, a1);
+    if (tiled) {
+      int64_t col = 0;
+      for (; col + kPanel <= d; col += kPanel) {
+        RowTiles(scores.data(), bs, rows, vb + col, d, static_cast<int>(n_max), acc.data() + col, d, true, kPanel,
+                 [&] { stream.Step(pv_slice); });
+      }
+      if (col < d) ValuesTail(scores.data(), bs, rows, vb, n_max, d, col, acc.data());
+    } else {
+      for (int64_t c = 0; c < n_max; c += kKeyChunk) {
+        const int64_t n = std::min(n_max, c + kKeyChunk) - c;
+        for (int64_t r = 0; r < rows; r += 2) {
+          stream.Step(pv_slice);
+          const int64_t r1 = std::min(r + 1, rows - 1);  // an odd last row pairs with itself
+          float* a1 = r1 == r ? spare.data() : acc.data() + r1 * d;
+          ProbsValues(scores.data() + r * bs + c, scores.data() + r1 * bs + c, vb + c * d, n, d, acc.data() + r * d, a1);
+        }
       }
     }
   }
@@ -151,7 +198,7 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& query, const pa
                                            const paddle::Tensor& value_cache,
                                            const paddle::Tensor& query_start_loc,
                                            const paddle::Tensor& seq_lens,
-                                           const paddle::Tensor& block_tables, float scale) {
+                                           const paddle::Tensor& block_tables, float scale, int64_t tiled_rows) {
   PD_CHECK(query.is_cpu() && key_cache.is_cpu(), "bi_paged_attention runs on CPU tensors only");
   PD_CHECK(query.dtype() == paddle::DataType::FLOAT32 && key_cache.dtype() == paddle::DataType::FLOAT32,
            "bi_paged_attention supports float32 only");
@@ -180,7 +227,7 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& query, const pa
   // monotonic: GCC's default (nonmonotonic) dynamic loop calls entry points Paddle's libiomp5
   // lacks; they bind to a libgomp loaded beside it and every thread then runs every item.
 #pragma omp parallel for schedule(monotonic : dynamic, 1) if (work > kParallelWork)
-  for (int64_t i = 0; i < n; ++i) AttendItem(items[i], q, kc, vc, qsl, lens, tables, s, scale, o);
+  for (int64_t i = 0; i < n; ++i) AttendItem(items[i], q, kc, vc, qsl, lens, tables, s, scale, tiled_rows, o);
   return {out};
 }
 
@@ -217,7 +264,7 @@ void WriteKV(paddle::Tensor& key_cache, paddle::Tensor& value_cache, const paddl
 PD_BUILD_OP(bi_paged_attention)
     .Inputs({"query", "key_cache", "value_cache", "query_start_loc", "seq_lens", "block_tables"})
     .Outputs({"out"})
-    .Attrs({"scale: float"})
+    .Attrs({"scale: float", "tiled_rows: int64_t"})
     .SetKernelFn(PD_KERNEL(PagedAttention));
 
 PD_BUILD_OP(bi_write_kv)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kernels.cpu.packed import PackedWeight, silu_mul
-from worker.models.linear import Linear, swiglu
+from worker.models.linear import PANEL_MAX_ROWS, Linear, swiglu
 from worker.platform import paddle
 
 C = paddle._C_ops
@@ -42,6 +42,23 @@ def test_a_transposed_weight_is_packed_as_its_transpose():
     assert rel_err(PackedWeight(embed, transposed=True)(h).numpy(), ref) < 1e-6
     assert rel_err(Linear(embed, packed=True, transposed=True)(h).numpy(), ref) < 1e-6
     assert rel_err(Linear(embed, packed=False, transposed=True)(h).numpy(), ref) < 1e-6
+
+
+def test_calls_up_to_panel_max_rows_take_the_panels_and_larger_ones_the_plain_weight():
+    """Decode-sized calls run our GEMM on the panels, prefill-sized ones Paddle's matmul on the
+    plain weight: with the plain copy zeroed after packing, only the calls past the bound see it."""
+    rng = np.random.default_rng(3)
+    w_np = rng.standard_normal((40, 24), np.float32)
+    w = paddle.to_tensor(w_np)
+    linear = Linear(w, packed=True)
+    w.set_value(np.zeros_like(w_np))  # the plain copy only: the panels were packed above
+    for rows in (1, PANEL_MAX_ROWS, PANEL_MAX_ROWS + 1, 300):
+        x = rng.standard_normal((rows, 40), np.float32)
+        got = linear(paddle.to_tensor(x)).numpy()
+        if rows <= PANEL_MAX_ROWS:
+            assert rel_err(got, x @ w_np) < 1e-5, rows
+        else:
+            assert not got.any(), rows
 
 
 def test_a_non_contiguous_input_is_made_contiguous():

@@ -39,17 +39,17 @@ def make_batch(seq_specs, num_heads, num_kv_heads, head_dim, block_size, seed):
     return query, k_cache, v_cache, qsl, lens, tables
 
 
-def attend(backend, query, k_cache, v_cache, qsl, lens, tables, scale):
+def attend(backend, query, k_cache, v_cache, qsl, lens, tables, scale, **kw):
     out = backend.paged_attention(paddle.to_tensor(query), paddle.to_tensor(k_cache),
-                                  paddle.to_tensor(v_cache), qsl, lens, tables, scale)
+                                  paddle.to_tensor(v_cache), qsl, lens, tables, scale, **kw)
     return out.numpy()
 
 
-def check(backends, seq_specs, num_heads, num_kv_heads, head_dim=128, block_size=16, seed=0):
+def check(backends, seq_specs, num_heads, num_kv_heads, head_dim=128, block_size=16, seed=0, **kw):
     fast, ref = backends
     batch = make_batch(seq_specs, num_heads, num_kv_heads, head_dim, block_size, seed)
     scale = head_dim**-0.5
-    got, want = attend(fast, *batch, scale), attend(ref, *batch, scale)
+    got, want = attend(fast, *batch, scale, **kw), attend(ref, *batch, scale)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
@@ -74,6 +74,15 @@ def test_mixed_batch_matches_reference(backends, num_heads, num_kv_heads):
 def test_head_dims_and_block_sizes(backends, head_dim, block_size):
     specs = [(block_size * 3 + 1, 1), (block_size * 2, block_size + 3), (5, 5), (block_size, 1)]
     check(backends, specs, 8, 2, head_dim=head_dim, block_size=block_size, seed=head_dim)
+
+
+@pytest.mark.parametrize("tiled_rows", [1, 10**9], ids=["all-tiled", "row-by-row"])
+@pytest.mark.parametrize("head_dim", [8, 20, 40, 128])
+def test_both_qk_pv_paths_at_every_head_dim(backends, tiled_rows, head_dim):
+    """The register-tile path (many rows: prefill) and the row-by-row one (few: decode) on the
+    same batches, forced each way: K transposed whole (head_dim % 8 == 0) or element by element
+    (20), V in whole 16-column tiles or with a remainder (8, 20, 40)."""
+    check(backends, MIXED, 8, 2, head_dim=head_dim, block_size=16, seed=head_dim, tiled_rows=tiled_rows)
 
 
 def test_decode_only_long_contexts(backends):

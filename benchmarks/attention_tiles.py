@@ -1,0 +1,61 @@
+"""The `cpu` attention op's two Q.K / P.V paths on the bench model's shapes (issue 17).
+
+A work item's rows (query tokens x heads of a kv group) take Q.K and P.V either as the panel
+GEMM's register tiles over K transposed 16 keys at a time, or row by row; the op picks by row
+count (kernels/cpu/backend.py, TILED_ROWS). This forces each path on a prefill step's attention
+(4 sequences x 512 tokens: 64-row items) and on `worker bench`'s decode call (64 sequences x
+2048 context: 8-row items), alternating in one process; prints min / median ms and the ratio.
+
+    MKL_DEBUG_CPU_TYPE=5 OMP_NUM_THREADS=2 .venv/bin/python benchmarks/attention_tiles.py [--rounds 9]
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from kernels import get_backend
+from worker.bench.attention import attention_inputs
+from worker.bench.workloads import ERNIE_03B, full_plan
+from worker.platform import Platform, paddle
+
+PATHS = {"tiled": 1, "row by row": 10**9}  # tiled_rows forcing each path
+
+
+def prefill_inputs(num_seqs: int = 4, seq_len: int = 512, block_size: int = 64):
+    """One prefill step's attention: every sequence's whole prompt, causal, in scattered blocks."""
+    spec, rng = ERNIE_03B, np.random.default_rng(0)
+    num_blocks = num_seqs * seq_len // block_size + 1
+    tables = (rng.permutation(num_blocks - 1) + 1).reshape(num_seqs, -1).astype(np.int32)
+    cache = [num_blocks, spec.num_key_value_heads, block_size, spec.head_dim]
+    return (paddle.randn([num_seqs * seq_len, spec.num_attention_heads, spec.head_dim]), paddle.randn(cache),
+            paddle.randn(cache), (np.arange(num_seqs + 1) * seq_len).astype(np.int32),
+            np.full(num_seqs, seq_len, np.int32), tables)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+    backend = get_backend("cpu", Platform(device="cpu", dtype="float32"))
+    scale = ERNIE_03B.head_dim**-0.5
+    print("| call | path | min ms | median ms |\n|---|---|---:|---:|")
+    for name, inputs in (("prefill 4 x 512 (64-row items)", prefill_inputs()),
+                         ("decode 64 x 2048 (8-row items)", attention_inputs(full_plan().attention))):
+        outs = {p: backend.paged_attention(*inputs, scale, tiled_rows=t).numpy() for p, t in PATHS.items()}
+        assert np.allclose(outs["tiled"], outs["row by row"], rtol=1e-4, atol=1e-5), "the two paths disagree"
+        ms: dict[str, list[float]] = {p: [] for p in PATHS}
+        for r in range(args.rounds):
+            for path in list(PATHS) if r % 2 == 0 else reversed(list(PATHS)):
+                start = time.perf_counter()
+                backend.paged_attention(*inputs, scale, tiled_rows=PATHS[path]).numpy()
+                ms[path].append(1e3 * (time.perf_counter() - start))
+        for path, t in ms.items():
+            print(f"| {name} | {path} | {min(t):.1f} | {statistics.median(t):.1f} |")
+        print(f"| {name} | row by row / tiled | {min(ms['row by row']) / min(ms['tiled']):.2f} "
+              f"| {statistics.median(ms['row by row']) / statistics.median(ms['tiled']):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
