@@ -39,7 +39,8 @@ struct PrefetchShare {
   const float* next;
   int kc, share;
   PrefetchShare(const float* next_slice, int kc, int64_t tiles)
-      : next(next_slice), kc(kc), share(static_cast<int>((kc + std::max<int64_t>(tiles, 1) - 1) / std::max<int64_t>(tiles, 1))) {}
+      : next(next_slice), kc(kc), share(static_cast<int>((kc + std::max<int64_t>(tiles, 1) - 1) /
+                                                         std::max<int64_t>(tiles, 1))) {}
   const float* at(int64_t t) const { return next + std::min<int64_t>(kc, t * share) * kPanel; }
   int rows(int64_t t) const { return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(share, kc - t * share))); }
 };

@@ -102,7 +102,8 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   // head of a block spreads over a pass: a burst of them would stall on the few miss slots.
   const int64_t key_panels = (bs + kPanel - 1) / kPanel, tiles = (rows + kRows - 1) / kRows;
   const int64_t qk_steps = (tiled ? tiles : rows) * key_panels;
-  const int64_t pv_steps = tiled ? tiles * ((d + kPanel - 1) / kPanel) : (rows + 1) / 2 * ((bs + kKeyChunk - 1) / kKeyChunk);
+  const int64_t pv_steps =
+      tiled ? tiles * ((d + kPanel - 1) / kPanel) : (rows + 1) / 2 * ((bs + kKeyChunk - 1) / kKeyChunk);
   const int64_t qk_slice = std::max<int64_t>(16, head_stride / qk_steps);
   const int64_t pv_slice = std::max<int64_t>(16, head_stride / pv_steps);
   PrefetchStream stream;
@@ -163,7 +164,8 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
           stream.Step(pv_slice);
           const int64_t r1 = std::min(r + 1, rows - 1);  // an odd last row pairs with itself
           float* a1 = r1 == r ? spare.data() : acc.data() + r1 * d;
-          ProbsValues(scores.data() + r * bs + c, scores.data() + r1 * bs + c, vb + c * d, n, d, acc.data() + r * d, a1);
+          ProbsValues(scores.data() + r * bs + c, scores.data() + r1 * bs + c, vb + c * d, n, d, acc.data() + r * d,
+                      a1);
         }
       }
     }

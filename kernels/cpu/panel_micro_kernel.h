@@ -12,17 +12,19 @@ namespace panel {
 constexpr int kPanel = 16;  // columns per panel: two 8-lane vectors
 constexpr int kRows = 6;    // rows per micro-kernel: 6 x 2 accumulators + 2 B + 1 A = 15 registers
 
-// c[R x cols] (= or +=) a[R x kc] @ b[kc x 16]: a's rows `lda` apart, b's `ldb` (16 in a panel).
-// b's 16 floats of a row are read whole even when cols < 16: the caller keeps them in bounds. `prefetch`: `prefetch_rows` rows of B (16 floats
-// each) to pull toward L1 while this tile computes; the caller spreads the next slice over its tiles.
+// c[R x cols] (= or +=) a[R x kc] @ b[kc x 16]: a's rows `lda` apart, b's `ldb` (16 in a panel);
+// b's 16 floats of a row are read whole even when cols < 16, so the caller keeps them in bounds.
+// `prefetch`: `prefetch_rows` rows of a panel (16 floats each) to pull toward L1 (kHint) while
+// this tile computes; the caller spreads the next slice over its tiles.
 template <int R, int kHint = _MM_HINT_T0>
-inline void MicroKernel(const float* a, int64_t lda, const float* b, int64_t ldb, int kc, float* c, int64_t ldc, bool accumulate, int cols,
-                        const float* prefetch, int prefetch_rows) {
+inline void MicroKernel(const float* a, int64_t lda, const float* b, int64_t ldb, int kc, float* c, int64_t ldc,
+                        bool accumulate, int cols, const float* prefetch, int prefetch_rows) {
   __m256 acc[R][2];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
   for (int kk = 0; kk < kc; ++kk) {
-    if (kk < prefetch_rows) _mm_prefetch(reinterpret_cast<const char*>(prefetch + kk * kPanel), static_cast<_mm_hint>(kHint));
+    if (kk < prefetch_rows)
+      _mm_prefetch(reinterpret_cast<const char*>(prefetch + kk * kPanel), static_cast<_mm_hint>(kHint));
     const __m256 b0 = _mm256_loadu_ps(b + kk * ldb), b1 = _mm256_loadu_ps(b + kk * ldb + 8);
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
