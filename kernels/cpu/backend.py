@@ -15,8 +15,8 @@ _run = paddle._C_ops._run_custom_op
 
 # Work items of this many rows (query tokens x heads of a kv group) or more take Q.K and P.V as
 # the panel GEMM's register tiles; fewer go row by row. `benchmarks/attention_tiles.py`, both
-# paths in one run: 64 rows (a prefill tile of 8 tokens, 8 heads a group) 1.15-1.22x faster
-# tiled; 8 rows (decode) 0.70x, transposing K costing more than 8 rows win back.
+# paths in one run (RESULTS.md): 64 rows (a prefill tile of 8 tokens, 8 heads a group) 1.13-1.22x
+# faster tiled; 8 rows (decode) 0.79-0.80x, transposing K costing more than 8 rows win back.
 TILED_ROWS = 16
 
 

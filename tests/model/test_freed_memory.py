@@ -7,8 +7,8 @@ import sys
 
 # One 64 MiB activation, freed and made again, as every decoder layer of a prefill step does.
 PROGRAM = """
-import resource, sys
-from worker.platform import keep_freed_memory, paddle
+import resource
+from worker.platform import paddle
 x = paddle.ones([16 * 1024 * 1024], dtype="float32")  # 64 MiB: above glibc's 32 MiB mmap ceiling
 del x
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
