@@ -1,6 +1,7 @@
 // Vector building blocks of the CPU paged attention (paged_attention.cc): exp, an 8 x 8
 // transpose, spread-out prefetching, and the Q.K and P.V loops of a few rows (decode); many
-// rows (prefill) take panel_micro_kernel.h's register tiles instead. AVX2 + FMA paths with portable fallbacks.
+// rows (prefill) take panel_micro_kernel.h's register tiles instead. AVX2 + FMA paths with
+// portable fallbacks (the transpose has none: the op needs AVX2 for panel_micro_kernel.h).
 #pragma once
 
 #include <algorithm>
@@ -109,16 +110,11 @@ inline void Transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd)
     _mm256_storeu_ps(dst + (i + 4) * ldd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
   }
 }
-#else
-inline void Transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  for (int i = 0; i < 8; ++i)
-    for (int j = 0; j < 8; ++j) dst[i * ldd + j] = src[j * lds + i];
-}
 #endif
 
-// out[t] = scale * q . k[t] for t < n (keys are rows of d floats).
+// out[t] = q . k[t] for t < n (keys are rows of d floats; q comes scaled).
 inline void QueryKeys(const float* __restrict q, const float* __restrict k, int64_t n, int64_t d,
-                      float scale, float* __restrict out) {
+                      float* __restrict out) {
   int64_t t = 0;
 #if defined(__AVX2__) && defined(__FMA__)
   if (d % 8 == 0) {
@@ -136,7 +132,7 @@ inline void QueryKeys(const float* __restrict q, const float* __restrict k, int6
       const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
       const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20),
                                         _mm256_permute2f128_ps(s0123, s4567, 0x31));
-      _mm256_storeu_ps(out + t, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+      _mm256_storeu_ps(out + t, sums);
     }
   }
 #endif
@@ -144,7 +140,7 @@ inline void QueryKeys(const float* __restrict q, const float* __restrict k, int6
     float s = 0.f;
 #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < d; ++i) s += q[i] * k[t * d + i];
-    out[t] = s * scale;
+    out[t] = s;
   }
 }
 

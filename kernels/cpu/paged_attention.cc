@@ -130,7 +130,7 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n_r = std::min(seen[r], c + kPanel) - c;  // a row's keys past its own are not computed
           stream.Step(qk_slice);
-          if (n_r > 0) QueryKeys(qm.data() + r * d, kb + c * d, n_r, d, 1.f, scores.data() + r * bs + c);
+          if (n_r > 0) QueryKeys(qm.data() + r * d, kb + c * d, n_r, d, scores.data() + r * bs + c);
         }
       }
     }
