@@ -50,7 +50,10 @@ def test_run_batch_figures_rise_while_serving_and_end_at_the_summary(tiny_model,
     assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
     serving = [s for s in snaps if phase(s) == "serving"]
     done_while_serving = sorted({total(s, C.METRIC_INPUT_BYTES_DONE) for s in serving})
-    assert len(done_while_serving) >= 3 and done_while_serving[-1] < size, done_while_serving
+    # Rising: at least three figures short of the whole input. The last chunk's commit may be
+    # scraped at the full size before the phase moves on, so one figure of `size` is allowed.
+    short_of_size = [d for d in done_while_serving if d < size]
+    assert len(short_of_size) >= 3 and done_while_serving[-1] <= size, done_while_serving
     assert_never_backwards(snaps, COUNTERS)
     assert {total(s, "batchinfer:kv_cache_blocks_total") for s in serving} == {64}
     assert max(total(s, "batchinfer:num_requests_running") for s in serving) > 0
