@@ -25,7 +25,7 @@ from worker.platform import paddle
 log = get_logger(__name__)
 
 SOURCES = tuple(Path(__file__).with_name(n) for n in ("paged_attention.cc", "packed_matmul.cc", "swiglu.cc"))
-HEADERS = tuple(Path(__file__).with_name(n) for n in ("attention_math.h", "panel_micro_kernel.h"))
+HEADERS = tuple(Path(__file__).with_name(n) for n in ("attention_math.h", "panel_micro_kernel.h", "panel_micro_kernel_512.h"))
 # -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
 # (and one thread pool) in the process instead of adding libgomp beside it.
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]

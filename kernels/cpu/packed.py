@@ -3,10 +3,13 @@ silu(gate) * up in one op (swiglu.cc).
 
 A plain matmul (MKL's sgemm) repacks its weight on every call; at decode's few rows that is a
 large part of the call (benchmarks/decode_profile.py). The panels take the weight's own size
-(N rounded up to 16 columns).
+(N rounded up to 16 columns). Where the CPU has AVX-512F the GEMM runs its 512-bit kernel
+(BATCHINFER_AVX512=0 keeps the AVX2 one, for comparison).
 """
 
-from kernels.cpu.build import load_ops
+import os
+
+from kernels.cpu.build import cpu_flags, load_ops
 from worker.platform import paddle
 
 load_ops()
@@ -19,12 +22,20 @@ def _first(out):
     return out[0] if isinstance(out, (list, tuple)) else out
 
 
-class PackedWeight:
-    """x @ W (+ add) with W [K, N] held packed; `transposed`: the tensor given is W^T [N, K]."""
+def wide_kernel_default() -> bool:
+    """The AVX-512 kernel where the CPU has it, unless BATCHINFER_AVX512=0."""
+    return "avx512f" in cpu_flags() and os.environ.get("BATCHINFER_AVX512", "1") != "0"
 
-    def __init__(self, weight, transposed: bool = False):
+
+class PackedWeight:
+    """x @ W (+ add) with W [K, N] held packed; `transposed`: the tensor given is W^T [N, K].
+    `wide`: the AVX-512 kernel (default: wide_kernel_default()); the op refuses it where the CPU
+    lacks AVX-512F."""
+
+    def __init__(self, weight, transposed: bool = False, wide: bool | None = None):
         rows, cols = weight.shape
         self.k, self.n = (cols, rows) if transposed else (rows, cols)
+        self.wide = wide_kernel_default() if wide is None else wide
         self.packed = _first(_run("bi_pack_weight", weight, bool(transposed)))
 
     def __call__(self, x, add=None):
@@ -35,7 +46,7 @@ class PackedWeight:
                 _NONE = paddle.empty([0], dtype="float32")
             add = _NONE
         x = x if x.is_contiguous() else x.contiguous()
-        return _first(_run("bi_packed_matmul", x, self.packed, add, int(self.n)))
+        return _first(_run("bi_packed_matmul", x, self.packed, add, int(self.n), bool(self.wide)))
 
 
 def silu_mul(gate_up):

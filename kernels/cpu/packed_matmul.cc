@@ -7,7 +7,10 @@
 // oneDNN 3.6 (Paddle's libdnnl) has no AVX2 brgemm (it falls back to its jit gemm, no faster).
 // Here a panel holds 16 columns of W as [K][16]: the same size as W, read once per call in
 // order, each 256-deep slice kept in L1 while every row of x passes over it (6 rows at a time
-// in 12 accumulator registers). Measured against MKL in benchmarks/RESULTS.md (issue 17).
+// in 12 accumulator registers). Where the CPU has AVX-512F the caller may ask for the wide path:
+// two panels at a time in 512-bit vectors, 8 rows x 32 columns in 16 accumulators (1.8x the
+// AVX2 kernel's GFLOP/s on Zen 5, and past MKL's sgemm, which takes AVX2 code on AMD, at every
+// row count). Measured against MKL in benchmarks/RESULTS.md (issue 17).
 
 #include <algorithm>
 #include <cstdint>
@@ -16,6 +19,7 @@
 
 #include "paddle/extension.h"
 #include "panel_micro_kernel.h"
+#include "panel_micro_kernel_512.h"
 
 namespace {
 
@@ -59,18 +63,61 @@ void RowBlock(const float* a, int64_t lda, const float* b, int kc, float* c, int
   });
 }
 
+// One slice of P adjacent panels (kc x 16 P, the panels `panel_stride` apart) against `rows`
+// rows of x, in 8-row AVX-512 tiles; each tile prefetches its share of every panel's next slice.
+template <int P>
+__attribute__((target("avx512f"))) void WideRowBlock(const float* a, int64_t lda, const float* b,
+                                                     int64_t panel_stride, int kc, float* c, int64_t ldc,
+                                                     bool accumulate, int cols, int64_t rows, const float* next_slice) {
+  constexpr int kTile = panel512::kRows;
+  const PrefetchShare prefetch(next_slice, kc, rows / kTile);
+  int64_t i = 0;
+  for (int64_t t = 0; i + kTile <= rows; i += kTile, ++t)
+    panel512::MicroKernel<kTile, P>(a + i * lda, lda, b, panel_stride, kc, c + i * ldc, ldc, accumulate, cols,
+                                    prefetch.at(t), prefetch.rows(t));
+  ForRowTail<kTile - 1>(rows - i, [&](auto r) {
+    panel512::MicroKernel<decltype(r)::value, P>(a + i * lda, lda, b, panel_stride, kc, c + i * ldc, ldc, accumulate,
+                                                 cols, nullptr, 0);
+  });
+}
+
+// Panels p .. p + P - 1 (P = 2, or 1 for the last of an odd count) through the whole of K.
+void WidePanels(const float* a, int64_t k, int64_t rows, const float* panels, int64_t p, int64_t n, float* c,
+                bool accumulate) {
+  const int64_t stride = k * kPanel, left = NumPanels(n) - p;
+  const float* panel = panels + p * stride;
+  const int cols = static_cast<int>(std::min<int64_t>(2 * kPanel, n - p * kPanel));
+  for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
+    const int kc = static_cast<int>(std::min<int64_t>(kDepth, k - k0));
+    // After the last slice, the next pair's first: the panels are read in order.
+    const float* next = k0 + kc < k ? panel + (k0 + kc) * kPanel : panel + 2 * stride;
+    const bool acc = accumulate || k0 > 0;
+    if (left >= 2)
+      WideRowBlock<2>(a + k0, k, panel + k0 * kPanel, stride, kc, c + p * kPanel, n, acc, cols, rows, next);
+    else
+      WideRowBlock<1>(a + k0, k, panel + k0 * kPanel, stride, kc, c + p * kPanel, n, acc, cols, rows, next);
+  }
+}
+
 // c [M, N] (= or +=) a [M, K] @ panels. Rows go in chunks of 256; within a chunk the threads
 // claim the panels kPanelsPerClaim at a time, each taking its panels through the whole of K (the
 // output written once). Claimed, not split in halves: on this shared host one core often runs
 // slower than the other, and with halves the faster one waited at the barrier (libiomp5's spin:
 // 13% of a decode run's perf samples split, 7% claimed; decode steps 4-8% faster, RESULTS.md).
-void PanelGemm(const float* a, int64_t m, int64_t k, const float* panels, int64_t n, float* c, bool accumulate) {
+void PanelGemm(const float* a, int64_t m, int64_t k, const float* panels, int64_t n, float* c, bool accumulate,
+               bool wide) {
+  const int64_t per_item = wide ? 2 : 1, items = (NumPanels(n) + per_item - 1) / per_item;
 #pragma omp parallel
   for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
     const int64_t rows = std::min<int64_t>(kRowBlock, m - i0);
     // monotonic: see paged_attention.cc (GCC's default dynamic loop needs entry points libiomp5 lacks).
-#pragma omp for schedule(monotonic : dynamic, kPanelsPerClaim)
-    for (int64_t p = 0; p < NumPanels(n); ++p) {
+#pragma omp for schedule(monotonic : dynamic, kPanelsPerClaim / per_item)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t p = item * per_item;
+      if (wide) {
+        WidePanels(a + i0 * k, k, rows, panels, p, n, c + i0 * n, accumulate);
+        continue;
+      }
       const int cols = static_cast<int>(std::min<int64_t>(kPanel, n - p * kPanel));
       const float* panel = panels + p * k * kPanel;
       for (int64_t k0 = 0; k0 < k; k0 += kDepth) {
@@ -109,11 +156,13 @@ std::vector<paddle::Tensor> PackWeight(const paddle::Tensor& weight, bool transp
 }
 
 // residual + x [M, K] @ packed weight [K, N]; residual is [M, N], a bias [N] or empty ([0]).
+// wide: the AVX-512 kernel (refused, not emulated, on a CPU without AVX-512F).
 std::vector<paddle::Tensor> PackedMatmul(const paddle::Tensor& x, const paddle::Tensor& packed,
-                                         const paddle::Tensor& residual, int64_t n) {
+                                         const paddle::Tensor& residual, int64_t n, bool wide) {
   CheckFloat32Cpu(x, "x");
   CheckFloat32Cpu(packed, "packed weight");
   PD_CHECK(x.shape().size() == 2, "x must be [M, K]");
+  PD_CHECK(!wide || __builtin_cpu_supports("avx512f"), "the AVX-512 panel GEMM was asked for on a CPU without AVX-512F");
   const int64_t m = x.shape()[0], k = x.shape()[1];
   PD_CHECK(packed.shape().size() == 3 && packed.shape()[0] == NumPanels(n) && packed.shape()[1] == k,
            "packed weight must be [ceil(N/16), K, 16] for K = x's columns");
@@ -132,7 +181,7 @@ std::vector<paddle::Tensor> PackedMatmul(const paddle::Tensor& x, const paddle::
     PD_CHECK(residual.numel() == 0, "residual must be [M, N], [N] or empty");
     accumulate = false;
   }
-  PanelGemm(x.data<float>(), m, k, packed.data<float>(), n, o, accumulate);
+  PanelGemm(x.data<float>(), m, k, packed.data<float>(), n, o, accumulate, wide);
   return {out};
 }
 
@@ -145,5 +194,5 @@ PD_BUILD_OP(bi_pack_weight)
 PD_BUILD_OP(bi_packed_matmul)
     .Inputs({"x", "packed", "residual"})
     .Outputs({"out"})
-    .Attrs({"n: int64_t"})
+    .Attrs({"n: int64_t", "wide: bool"})
     .SetKernelFn(PD_KERNEL(PackedMatmul));

@@ -52,16 +52,12 @@ inline void MicroKernel(const float* a, int64_t lda, const float* b, int64_t ldb
   }
 }
 
-// f(std::integral_constant<int, R>) for the R = 1..5 rows left after the whole tiles.
-template <class F>
+// f(std::integral_constant<int, R>) for the R = 1..kMax rows left after the whole tiles.
+template <int kMax = kRows - 1, class F>
 void ForRowTail(int64_t rows, F f) {
-  switch (rows) {
-    case 5: f(std::integral_constant<int, 5>{}); break;
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 3: f(std::integral_constant<int, 3>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    case 1: f(std::integral_constant<int, 1>{}); break;
-    default: break;
+  if constexpr (kMax > 0) {
+    if (rows == kMax) return f(std::integral_constant<int, kMax>{});
+    ForRowTail<kMax - 1>(rows, f);
   }
 }
 

@@ -60,8 +60,11 @@ for layer in runner.model.layers:
         params += [t for t in vars(layer.moe).values() if isinstance(t, paddle.Tensor)]
         params += layer.moe.gate_up + layer.moe.down
 loaded = sum(int(t.numel()) * t.element_size() for t in params if t is not None)
+# With the AVX-512 kernel a projection's plain weight lives only while it is packed: one at a time.
+linears = [runner.model.lm_head, *(v for layer in runner.model.layers for v in vars(layer).values() if isinstance(v, Linear))]
+packing = max((int(v.packed.packed.numel()) * 4 for v in linears if v.weight is None), default=0)
 peak = status_kib("VmHWM")
-print(json.dumps({"before_kib": before, "peak_kib": peak, "loaded_bytes": loaded}))
+print(json.dumps({"before_kib": before, "peak_kib": peak, "loaded_bytes": loaded, "packing_bytes": packing}))
 """
 
 
@@ -128,7 +131,7 @@ def test_peak_rss_while_loading_four_shards(sharded):
     largest = max(p.stat().st_size for p in shards)
     m = measure(model_dir)
     growth = (m["peak_kib"] - m["before_kib"]) * 1024
-    bound = 1.5 * largest + m["loaded_bytes"]
+    bound = 1.5 * largest + m["loaded_bytes"] + m["packing_bytes"]
     mib = 1 << 20
     log.info("load_memory", shards=SHARDS, checkpoint_mib=round(sum(p.stat().st_size for p in shards) / mib, 1),
              largest_shard_mib=round(largest / mib, 1), loaded_mib=round(m["loaded_bytes"] / mib, 1),

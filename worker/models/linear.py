@@ -1,14 +1,14 @@
 """The decoder's projections: x @ W (+ a residual or bias).
 
-On CPU with the `cpu` kernels in float32, W is also packed once into column panels for our own
-AVX2 GEMM (kernels/cpu/packed_matmul.cc), which runs the calls of up to PANEL_MAX_ROWS rows:
-decode steps and the LM head. Paddle's matmul (MKL's sgemm) repacks W on every call, costly at
-decode's 64 rows; at prefill's thousands of rows MKL's own blocking beats ours, so those calls
-keep the plain W. Same-run figures (benchmarks/RESULTS.md): a 64-sequence decode step 586 ms
-against 761 ms plain, the decode workload 17% faster; prefill unchanged. The cost is a second
-copy of the projections (the panels are the size of W); BATCHINFER_PACKED_WEIGHTS=0 keeps only
-the plain weights. The MLP's silu(gate) * up is one op of the same kernels there (three Paddle
-ops elsewhere).
+On CPU with the `cpu` kernels in float32, W is packed once into column panels for our own GEMM
+(kernels/cpu/packed_matmul.cc). Paddle's matmul (MKL's sgemm) repacks W on every call, costly at
+decode's 64 rows, and on AMD it runs AVX2 code only. Where the CPU has AVX-512F the panels run
+every call in 512-bit vectors, past MKL at every row count (benchmarks/RESULTS.md, 2026-12-06:
+~470 GFLOP/s against MKL's ~260 at decode and prefill shapes), and the plain W is dropped. On an
+AVX2-only CPU the panels run the calls of up to PANEL_MAX_ROWS rows (decode steps, the LM head)
+and the plain W the larger ones, where MKL's own blocking beat our AVX2 kernel: that costs a
+second copy of the projections. BATCHINFER_PACKED_WEIGHTS=0 keeps only the plain weights. The
+MLP's silu(gate) * up is one op of the same kernels there (three Paddle ops elsewhere).
 """
 
 import os
@@ -17,7 +17,7 @@ from worker.platform import paddle
 
 _C = paddle._C_ops
 
-# Up to this many rows our panel GEMM beat MKL's sgemm in one run of both (gate_up and down
+# Up to this many rows our AVX2 panel GEMM beat MKL's sgemm in one run of both (gate_up and down
 # shapes: 64 rows +24-35%, 128 rows even, 256 rows -4-8%).
 PANEL_MAX_ROWS = 128
 
@@ -36,10 +36,12 @@ class Linear:
             from kernels.cpu.packed import PackedWeight  # only where the cpu kernels build
 
             self.packed = PackedWeight(weight, transposed)
+            if self.packed.wide:
+                self.weight = None  # every call takes the panels
 
     def __call__(self, x, add=None):
         """x @ W, plus `add` (a residual [M, N] or a bias [N]) when given."""
-        if self.packed is not None and x.shape[0] <= PANEL_MAX_ROWS:
+        if self.packed is not None and (self.weight is None or x.shape[0] <= PANEL_MAX_ROWS):
             return self.packed(x, add)
         if add is None:
             return _C.matmul(x, self.weight, False, self.transposed)
