@@ -6,7 +6,7 @@ objects for every layer, so they are turned into tensors once per step, not once
 
 import numpy as np
 
-from kernels.cpu.build import load_ops
+from kernels.cpu.build import load_ops, wide_kernel_default
 from worker.platform import paddle
 
 load_ops()  # raises KernelBuildError here, at import, so the registry can fall back
@@ -18,6 +18,8 @@ _run = paddle._C_ops._run_custom_op
 # paths in one run (RESULTS.md): 64 rows (a prefill tile of 8 tokens, 8 heads a group) 1.13-1.22x
 # faster tiled; 8 rows (decode) 0.79-0.80x, transposing K costing more than 8 rows win back.
 TILED_ROWS = 16
+# Those tiles in AVX-512 where the CPU has it (kernels/cpu/panel_micro_kernel_512.h).
+WIDE_TILES = wide_kernel_default()
 
 
 class _StepTensors:
@@ -53,11 +55,11 @@ def write_kv(key_cache, value_cache, key, value, slot_mapping) -> None:
 
 
 def paged_attention(query, key_cache, value_cache, query_start_loc, seq_lens, block_tables, scale,
-                    tiled_rows: int = TILED_ROWS):
+                    tiled_rows: int = TILED_ROWS, wide: bool = WIDE_TILES):
     """query [T, Hq, D] against the paged caches; returns [T, Hq, D] in the same row order."""
     out = _run(
         "bi_paged_attention", _contiguous(query), key_cache, value_cache,
         _tensors.get(query_start_loc, "int32"), _tensors.get(seq_lens, "int32"),
-        _tensors.get(block_tables, "int32"), float(scale), int(tiled_rows),
+        _tensors.get(block_tables, "int32"), float(scale), int(tiled_rows), bool(wide),
     )
     return out[0] if isinstance(out, (list, tuple)) else out

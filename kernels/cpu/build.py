@@ -49,9 +49,16 @@ def _cpuinfo(field: str) -> str:
     return ""
 
 
-def cpu_flags() -> set[str]:
+@functools.cache
+def cpu_flags() -> frozenset[str]:
     """The instruction-set flags of /proc/cpuinfo (empty where there is none)."""
-    return set(_cpuinfo("flags").split())
+    return frozenset(_cpuinfo("flags").split())
+
+
+def wide_kernel_default() -> bool:
+    """The AVX-512 GEMM and attention tiles where the CPU has AVX-512F, unless BATCHINFER_AVX512=0
+    (the library stays x86-64-v3: those functions are compiled for AVX-512 on their own)."""
+    return "avx512f" in cpu_flags() and os.environ.get("BATCHINFER_AVX512", "1") != "0"
 
 
 @functools.cache

@@ -7,9 +7,7 @@ large part of the call (benchmarks/decode_profile.py). The panels take the weigh
 (BATCHINFER_AVX512=0 keeps the AVX2 one, for comparison).
 """
 
-import os
-
-from kernels.cpu.build import cpu_flags, load_ops
+from kernels.cpu.build import load_ops, wide_kernel_default
 from worker.platform import paddle
 
 load_ops()
@@ -20,11 +18,6 @@ _NONE = None  # the empty tensor standing for "no residual", made on first use
 
 def _first(out):
     return out[0] if isinstance(out, (list, tuple)) else out
-
-
-def wide_kernel_default() -> bool:
-    """The AVX-512 kernel where the CPU has it, unless BATCHINFER_AVX512=0."""
-    return "avx512f" in cpu_flags() and os.environ.get("BATCHINFER_AVX512", "1") != "0"
 
 
 class PackedWeight:

@@ -73,11 +73,11 @@ __attribute__((target("avx512f"))) void WideRowBlock(const float* a, int64_t lda
   const PrefetchShare prefetch(next_slice, kc, rows / kTile);
   int64_t i = 0;
   for (int64_t t = 0; i + kTile <= rows; i += kTile, ++t)
-    panel512::MicroKernel<kTile, P>(a + i * lda, lda, b, panel_stride, kc, c + i * ldc, ldc, accumulate, cols,
-                                    prefetch.at(t), prefetch.rows(t));
+    panel512::MicroKernel<kTile, P>(a + i * lda, lda, b, kPanel, panel_stride, kc, c + i * ldc, ldc, accumulate,
+                                    cols, prefetch.at(t), prefetch.rows(t));
   ForRowTail<kTile - 1>(rows - i, [&](auto r) {
-    panel512::MicroKernel<decltype(r)::value, P>(a + i * lda, lda, b, panel_stride, kc, c + i * ldc, ldc, accumulate,
-                                                 cols, nullptr, 0);
+    panel512::MicroKernel<decltype(r)::value, P>(a + i * lda, lda, b, kPanel, panel_stride, kc, c + i * ldc, ldc,
+                                                 accumulate, cols, nullptr, 0);
   });
 }
 
@@ -162,7 +162,8 @@ std::vector<paddle::Tensor> PackedMatmul(const paddle::Tensor& x, const paddle::
   CheckFloat32Cpu(x, "x");
   CheckFloat32Cpu(packed, "packed weight");
   PD_CHECK(x.shape().size() == 2, "x must be [M, K]");
-  PD_CHECK(!wide || __builtin_cpu_supports("avx512f"), "the AVX-512 panel GEMM was asked for on a CPU without AVX-512F");
+  PD_CHECK(!wide || __builtin_cpu_supports("avx512f"),
+           "the AVX-512 panel GEMM was asked for on a CPU without AVX-512F");
   const int64_t m = x.shape()[0], k = x.shape()[1];
   PD_CHECK(packed.shape().size() == 3 && packed.shape()[0] == NumPanels(n) && packed.shape()[1] == k,
            "packed weight must be [ceil(N/16), K, 16] for K = x's columns");

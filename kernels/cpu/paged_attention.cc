@@ -17,6 +17,7 @@
 
 #include "attention_math.h"
 #include "panel_micro_kernel.h"
+#include "panel_micro_kernel_512.h"
 
 namespace {
 
@@ -77,10 +78,11 @@ void ValuesTail(const float* p, int64_t ldp, int64_t rows, const float* v, int64
 
 // One work item: rows are (query token, head of the group); each block's K and V are read from
 // memory once and used by every row: from `tiled_rows` rows on as the panel GEMM's register
-// tiles over K transposed 16 keys at a time, below it row by row.
+// tiles over K transposed 16 keys at a time (`wide`: its AVX-512 tiles, P.V 32 columns at a
+// time), below it row by row.
 void AttendItem(const WorkItem& w, const float* query, const float* k_cache, const float* v_cache,
                 const int32_t* qsl, const int32_t* seq_lens, const int32_t* block_tables,
-                const Shapes& s, float scale, int64_t tiled_rows, float* out) {
+                const Shapes& s, float scale, int64_t tiled_rows, bool wide, float* out) {
   const int64_t group = s.num_heads / s.num_kv_heads, d = s.head_dim, bs = s.block_size;
   const int64_t seq_len = seq_lens[w.seq], q_len = qsl[w.seq + 1] - qsl[w.seq];
   const int64_t rows = (w.q_end - w.q_begin) * group;
@@ -100,10 +102,11 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   const int64_t head_stride = bs * d, block_stride = s.num_kv_heads * head_stride;
   // Floats to prefetch per row tile (tiled) or row (row by row) of each Q.K and P.V pass, so one
   // head of a block spreads over a pass: a burst of them would stall on the few miss slots.
-  const int64_t key_panels = (bs + kPanel - 1) / kPanel, tiles = (rows + kRows - 1) / kRows;
+  const int64_t tile_rows = wide ? panel512::kRows : kRows, value_cols = wide ? 2 * kPanel : kPanel;
+  const int64_t key_panels = (bs + kPanel - 1) / kPanel, tiles = (rows + tile_rows - 1) / tile_rows;
   const int64_t qk_steps = (tiled ? tiles : rows) * key_panels;
   const int64_t pv_steps =
-      tiled ? tiles * ((d + kPanel - 1) / kPanel) : (rows + 1) / 2 * ((bs + kKeyChunk - 1) / kKeyChunk);
+      tiled ? tiles * ((d + value_cols - 1) / value_cols) : (rows + 1) / 2 * ((bs + kKeyChunk - 1) / kKeyChunk);
   const int64_t qk_slice = std::max<int64_t>(16, head_stride / qk_steps);
   const int64_t pv_slice = std::max<int64_t>(16, head_stride / pv_steps);
   PrefetchStream stream;
@@ -124,8 +127,13 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
       const int64_t n = std::min<int64_t>(kPanel, n_max - c);
       if (tiled) {
         TransposeKeys(kb + c * d, n, d, kt.data());
-        RowTiles(qm.data(), d, rows, kt.data(), kPanel, static_cast<int>(d), scores.data() + c, bs, false,
-                 static_cast<int>(n), [&] { stream.Step(qk_slice); });
+        const auto step = [&] { stream.Step(qk_slice); };
+        if (wide)
+          panel512::RowTiles<1>(qm.data(), d, rows, kt.data(), kPanel, 0, static_cast<int>(d), scores.data() + c, bs,
+                                false, static_cast<int>(n), step);
+        else
+          RowTiles(qm.data(), d, rows, kt.data(), kPanel, static_cast<int>(d), scores.data() + c, bs, false,
+                   static_cast<int>(n), step);
       } else {
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n_r = std::min(seen[r], c + kPanel) - c;  // a row's keys past its own are not computed
@@ -152,9 +160,14 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
     }
     if (tiled) {
       int64_t col = 0;
+      const auto step = [&] { stream.Step(pv_slice); };
+      for (; wide && col + 2 * kPanel <= d; col += 2 * kPanel) {  // two 16-column panels of V, kPanel apart
+        panel512::RowTiles<2>(scores.data(), bs, rows, vb + col, d, kPanel, static_cast<int>(n_max), acc.data() + col,
+                              d, true, 2 * kPanel, step);
+      }
       for (; col + kPanel <= d; col += kPanel) {
         RowTiles(scores.data(), bs, rows, vb + col, d, static_cast<int>(n_max), acc.data() + col, d, true, kPanel,
-                 [&] { stream.Step(pv_slice); });
+                 step);
       }
       if (col < d) ValuesTail(scores.data(), bs, rows, vb, n_max, d, col, acc.data());
     } else {
@@ -200,8 +213,11 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& query, const pa
                                            const paddle::Tensor& value_cache,
                                            const paddle::Tensor& query_start_loc,
                                            const paddle::Tensor& seq_lens,
-                                           const paddle::Tensor& block_tables, float scale, int64_t tiled_rows) {
+                                           const paddle::Tensor& block_tables, float scale, int64_t tiled_rows,
+                                           bool wide) {
   PD_CHECK(query.is_cpu() && key_cache.is_cpu(), "bi_paged_attention runs on CPU tensors only");
+  PD_CHECK(!wide || __builtin_cpu_supports("avx512f"),
+           "the AVX-512 attention tiles were asked for on a CPU without AVX-512F");
   PD_CHECK(query.dtype() == paddle::DataType::FLOAT32 && key_cache.dtype() == paddle::DataType::FLOAT32,
            "bi_paged_attention supports float32 only");
   const auto& qs = query.shape();
@@ -229,7 +245,7 @@ std::vector<paddle::Tensor> PagedAttention(const paddle::Tensor& query, const pa
   // monotonic: GCC's default (nonmonotonic) dynamic loop calls entry points Paddle's libiomp5
   // lacks; they bind to a libgomp loaded beside it and every thread then runs every item.
 #pragma omp parallel for schedule(monotonic : dynamic, 1) if (work > kParallelWork)
-  for (int64_t i = 0; i < n; ++i) AttendItem(items[i], q, kc, vc, qsl, lens, tables, s, scale, tiled_rows, o);
+  for (int64_t i = 0; i < n; ++i) AttendItem(items[i], q, kc, vc, qsl, lens, tables, s, scale, tiled_rows, wide, o);
   return {out};
 }
 
@@ -266,7 +282,7 @@ void WriteKV(paddle::Tensor& key_cache, paddle::Tensor& value_cache, const paddl
 PD_BUILD_OP(bi_paged_attention)
     .Inputs({"query", "key_cache", "value_cache", "query_start_loc", "seq_lens", "block_tables"})
     .Outputs({"out"})
-    .Attrs({"scale: float", "tiled_rows: int64_t"})
+    .Attrs({"scale: float", "tiled_rows: int64_t", "wide: bool"})
     .SetKernelFn(PD_KERNEL(PagedAttention));
 
 PD_BUILD_OP(bi_write_kv)

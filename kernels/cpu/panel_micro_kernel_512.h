@@ -9,16 +9,18 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "panel_micro_kernel.h"  // ForRowTail
+
 namespace panel512 {
 
 constexpr int kPanel = 16;  // columns per panel: one 512-bit vector
 constexpr int kRows = 8;    // rows per tile: 8 x 2 accumulators, B's 2 vectors, 1 broadcast
 
-// c[R x cols] (= or +=) a[R x kc] @ P panels of b: a's rows `lda` apart; panel j's slice at
-// b + j * panel_stride (16 floats a row). cols <= 16 P: the columns kept (masked stores).
+// c[R x cols] (= or +=) a[R x kc] @ P panels of b: a's rows `lda` apart, b's `ldb` (16 in a
+// packed panel); panel j at b + j * panel_stride. cols <= 16 P: the columns kept (masked stores).
 // `prefetch`: rows of each panel's next slice (same panel_stride apart) pulled toward L1 here.
 template <int R, int P>
-__attribute__((target("avx512f"))) inline void MicroKernel(const float* a, int64_t lda, const float* b,
+__attribute__((target("avx512f"))) inline void MicroKernel(const float* a, int64_t lda, const float* b, int64_t ldb,
                                                            int64_t panel_stride, int kc, float* c, int64_t ldc,
                                                            bool accumulate, int cols, const float* prefetch,
                                                            int prefetch_rows) {
@@ -34,7 +36,7 @@ __attribute__((target("avx512f"))) inline void MicroKernel(const float* a, int64
         _mm_prefetch(reinterpret_cast<const char*>(prefetch + j * panel_stride + kk * kPanel), _MM_HINT_T0);
     __m512 bv[P];
 #pragma GCC unroll 4
-    for (int j = 0; j < P; ++j) bv[j] = _mm512_loadu_ps(b + j * panel_stride + kk * kPanel);
+    for (int j = 0; j < P; ++j) bv[j] = _mm512_loadu_ps(b + j * panel_stride + kk * ldb);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const __m512 av = _mm512_set1_ps(a[i * lda + kk]);
@@ -54,6 +56,24 @@ __attribute__((target("avx512f"))) inline void MicroKernel(const float* a, int64
       _mm512_mask_storeu_ps(cij, keep, sum);
     }
   }
+}
+
+// c[rows x cols] (= or +=) a[rows x kc] @ P panels of b: whole 8-row tiles, then the rest;
+// before_tile() runs before each (the caller's prefetching, spread over the tiles).
+template <int P, class F>
+__attribute__((target("avx512f"))) void RowTiles(const float* a, int64_t lda, int64_t rows, const float* b,
+                                                 int64_t ldb, int64_t panel_stride, int kc, float* c, int64_t ldc,
+                                                 bool accumulate, int cols, F before_tile) {
+  int64_t i = 0;
+  for (; i + kRows <= rows; i += kRows) {
+    before_tile();
+    MicroKernel<kRows, P>(a + i * lda, lda, b, ldb, panel_stride, kc, c + i * ldc, ldc, accumulate, cols, nullptr, 0);
+  }
+  panel::ForRowTail<kRows - 1>(rows - i, [&](auto r) {
+    before_tile();
+    MicroKernel<decltype(r)::value, P>(a + i * lda, lda, b, ldb, panel_stride, kc, c + i * ldc, ldc, accumulate, cols,
+                                       nullptr, 0);
+  });
 }
 
 }  // namespace panel512

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kernels import get_backend
+from kernels.cpu.build import cpu_flags
 from worker.platform import Platform, paddle
 
 CPU = Platform(device="cpu", dtype="float32")
@@ -76,13 +77,19 @@ def test_head_dims_and_block_sizes(backends, head_dim, block_size):
     check(backends, specs, 8, 2, head_dim=head_dim, block_size=block_size, seed=head_dim)
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["avx2", "avx512"])
 @pytest.mark.parametrize("tiled_rows", [1, 10**9], ids=["all-tiled", "row-by-row"])
-@pytest.mark.parametrize("head_dim", [8, 20, 40, 128])
-def test_both_qk_pv_paths_at_every_head_dim(backends, tiled_rows, head_dim):
+@pytest.mark.parametrize("head_dim", [8, 20, 40, 48, 128])
+def test_both_qk_pv_paths_at_every_head_dim(backends, tiled_rows, head_dim, wide):
     """The register-tile path (many rows: prefill) and the row-by-row one (few: decode) on the
     same batches, forced each way: K transposed whole (head_dim % 8 == 0) or element by element
-    (20), V in whole 16-column tiles or with a remainder (8, 20, 40)."""
-    check(backends, MIXED, 8, 2, head_dim=head_dim, block_size=16, seed=head_dim, tiled_rows=tiled_rows)
+    (20), V in whole 16-column tiles (AVX-512: pairs of them, then one: 48) or with a remainder
+    (8, 20, 40). The AVX-512 tiles are refused by name on a CPU without AVX-512F."""
+    if wide and "avx512f" not in cpu_flags():
+        with pytest.raises(Exception, match="without AVX-512F"):
+            check(backends, MIXED, 8, 2, head_dim=head_dim, tiled_rows=tiled_rows, wide=True)
+        return
+    check(backends, MIXED, 8, 2, head_dim=head_dim, block_size=16, seed=head_dim, tiled_rows=tiled_rows, wide=wide)
 
 
 def test_decode_only_long_contexts(backends):
