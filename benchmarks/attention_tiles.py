@@ -4,7 +4,7 @@ A work item's rows (query tokens x heads of a kv group) take Q.K and P.V either 
 GEMM's register tiles over K transposed 16 keys at a time, or row by row; the op picks by row
 count (kernels/cpu/backend.py, TILED_ROWS), and the tiles are AVX-512 ones where the CPU has
 AVX-512F. This forces each path (and each tile width the CPU runs) on a prefill step's attention
-(4 sequences x 512 tokens: 64-row items) and on `worker bench`'s decode call (64 sequences x
+(4 sequences x 512 tokens: 128-row items, 16 tokens x 8 heads) and on `worker bench`'s decode call (64 sequences x
 2048 context: 8-row items), alternating in one process; prints min / median ms and the ratios.
 
     MKL_DEBUG_CPU_TYPE=5 OMP_NUM_THREADS=2 .venv/bin/python benchmarks/attention_tiles.py [--rounds 9]
@@ -23,7 +23,8 @@ from worker.bench.workloads import ERNIE_03B, full_plan
 from worker.platform import Platform, paddle
 
 # (tiled_rows, wide) forcing each path
-PATHS = {"tiled, AVX-512 tiles": (1, True), "tiled, AVX2 tiles": (1, False), "row by row": (10**9, False)}
+PATHS = {"tiled, AVX-512 tiles": (1, True), "tiled, AVX2 tiles": (1, False),
+         "Q.K row by row, P.V in AVX-512 tiles": (10**9, True), "row by row": (10**9, False)}
 
 
 def prefill_inputs(num_seqs: int = 4, seq_len: int = 512, block_size: int = 64):
@@ -44,7 +45,7 @@ def main() -> None:
     backend = get_backend("cpu", Platform(device="cpu", dtype="float32"))
     scale = ERNIE_03B.head_dim**-0.5
     print("| call | path | min ms | median ms |\n|---|---|---:|---:|")
-    for name, inputs in (("prefill 4 x 512 (64-row items)", prefill_inputs()),
+    for name, inputs in (("prefill 4 x 512 (128-row items)", prefill_inputs()),
                          ("decode 64 x 2048 (8-row items)", attention_inputs(full_plan().attention))):
         paths = {p: v for p, v in PATHS.items() if not v[1] or "avx512f" in cpu_flags()}
 
