@@ -62,6 +62,28 @@ def convert_gguf(peer: peer_install.InstalledPeer, model: Path, cache: Path) -> 
     return out
 
 
+def matmul_bounds(model: Path, workloads: list, config: ModelConfig, max_len: int) -> dict[str, float]:
+    """Per workload, the most model GFLOP/s our engine could reach if its steps took only their
+    matmuls, at the rates those run alone in this run (worker/bench/matmul_limit.py, the engine's
+    own weights and kernels): the prompt's FLOPs at the prefill step's rate, the rest at the
+    64-row decode step's. Generous (attention and every other op free), so a target above it is
+    beyond what the matmuls allow, by a same-run measurement."""
+    from worker.bench.engine_run import make_engine
+    from worker.bench.matmul_limit import measure_matmul_limits
+
+    engine, _ = make_engine(str(model), True, max_len)
+    runner = engine.model_runner
+    rows = min(runner.max_num_batched_tokens, 2048)
+    rate = {m.step: m.gflops * 1e9 for m in measure_matmul_limits(runner, 64, rows, max(1, rows // 512), repeats=3)}
+    bounds = {}
+    for w in workloads:
+        args = (w.total_prompt_len, w.output_len, w.num_requests, w.shared_prefix_len)
+        total = dense_generate_flops(config, *args)
+        prompt = dense_generate_flops(config, w.total_prompt_len, 1, w.num_requests, w.shared_prefix_len)
+        bounds[w.name] = total / (prompt / rate["prefill"] + (total - prompt) / rate["decode"]) / 1e9
+    return bounds
+
+
 def pythons(names: list[str], cache: Path) -> tuple[dict[str, peer_install.InstalledPeer], list]:
     installed, failures = {}, []
     for spec in peer_install.PEERS:
@@ -105,6 +127,7 @@ def main(argv: list[str]) -> int:
         agreed = timed_rounds(order, 1, job, interpreters, scratch, args, [], bar, tag="agreement")
         agreement = {name: found[0] for name, found in agreed.items() if found}
     cli = batch_clis(big, interpreters, workloads[0], scratch, args.threads, args.timeout)
+    bounds = matmul_bounds(big, workloads, config, jobs.max_model_len(workloads)) if "ours" in order else {}
     limits = best_limits(limits, measure_limits(2048, 256 << 20, repeats=5))
     header = [f"- command: `make bench-peers` (`benchmarks/bench_peers.py {' '.join(argv)}`)",
               f"- machine: {platform.processor() or platform.machine()}, {args.threads} threads; "
@@ -117,7 +140,7 @@ def main(argv: list[str]) -> int:
               f"- same-run FMA ceiling (worker/bench/fma_ceiling.py: every core issuing register-only FMAs, "
               f"best of before and after): {_gflops(limits.fma_gflops)}"]
     section = report.section(header, {n: r for n, r in runs.items() if r}, [w.name for w in workloads], flops,
-                             limits.peak_gflops, limits.fma_gflops, agreement, cli, failures)
+                             limits.peak_gflops, limits.fma_gflops, agreement, cli, failures, bounds)
     print(section)
     if not args.quick:
         old = args.output.read_text() if args.output.exists() else "# Benchmark results\n"

@@ -36,10 +36,14 @@ def warmup_prompts(w: Workload) -> list[list[int]]:
     return [prefix + rng.integers(16, 1000, w.prompt_len).tolist() for _ in range(2)]
 
 
+def max_model_len(workloads: list[Workload]) -> int:
+    return max(w.total_prompt_len + w.output_len for w in workloads) + 64
+
+
 def job(model: Path, gguf: Path | None, workloads: list[Workload], threads: int) -> dict:
     return {
         "model": str(model), "gguf": str(gguf) if gguf else None, "threads": threads, "prefix_caching": True,
-        "max_model_len": max(w.total_prompt_len + w.output_len for w in workloads) + 64,
+        "max_model_len": max_model_len(workloads),
         "workloads": [{"name": w.name, "prompts": w.prompts(), "warmup_prompts": warmup_prompts(w),
                        "output_len": w.output_len, "shared_prefix_len": w.shared_prefix_len} for w in workloads],
     }

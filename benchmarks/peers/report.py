@@ -79,9 +79,10 @@ def cli_rows(runs: list[CliRun]) -> list[str]:
 
 
 def target_lines(runs: dict[str, list[SystemRun]], workloads: list[str], flops: dict[str, int], peak_gflops: float,
-                 fma_gflops: float | None) -> list[str]:
+                 fma_gflops: float | None, bounds: dict[str, float]) -> list[str]:
     """Ours / best peer per workload, and what 1.5x that peer would take against the same-run
-    matmul peak and FMA ceiling (the arithmetic no engine can pass on these cores)."""
+    matmul peak, FMA ceiling (the arithmetic no engine can pass on these cores) and the bound
+    the workload's own matmuls put on our engine (bench_peers.matmul_bounds)."""
     lines = []
     for name, (peer, ratio) in best_peer_ratios(runs, workloads).items():
         peer_gflops = flops[name] / _median_seconds(runs[peer], name) / 1e9
@@ -92,15 +93,21 @@ def target_lines(runs: dict[str, list[SystemRun]], workloads: list[str], flops: 
             verdict = "beyond this machine" if need > 1 else "within this machine"
             line += (f" and {peer_gflops / fma_gflops:.0%} of the FMA ceiling; 1.5x it would take "
                      f"{1.5 * peer_gflops:.1f} GFLOP/s = **{need:.0%} of the FMA ceiling** ({verdict})")
+        if name in bounds:
+            need = 1.5 * peer_gflops / bounds[name]
+            verdict = "beyond what its matmuls allow" if need > 1 else "within what its matmuls allow"
+            line += (f"; this workload's matmuls alone, at this run's rates on our weights with every other op "
+                     f"free, allow at most {bounds[name]:.1f} GFLOP/s: 1.5x {peer} is **{need:.0%} of that** "
+                     f"({verdict})")
         lines.append(line)
     return lines
 
 
 def section(header: list[str], runs: dict[str, list[SystemRun]], workloads: list[str], flops: dict[str, int],
             peak_gflops: float, fma_gflops: float | None, agreement: dict[str, SystemRun], cli: list[CliRun],
-            failures: list[SystemFailure]) -> str:
+            failures: list[SystemFailure], bounds: dict[str, float]) -> str:
     lines = [HEADING, "", *header, "", *throughput_rows(runs, workloads, flops, peak_gflops), "",
-             *target_lines(runs, workloads, flops, peak_gflops, fma_gflops)]
+             *target_lines(runs, workloads, flops, peak_gflops, fma_gflops, bounds)]
     lines += ["", "Greedy agreement with ours on a small random model (8 prompts x 32 prompt tokens, 32 output "
               "tokens; '-' = identical):", "", *agreement_rows(agreement), ""]
     lines += ["Batch CLIs on the same JSONL (the decode workload's request count and output length, as chat "

@@ -51,13 +51,24 @@ def test_what_1_5x_the_best_peer_would_take_is_judged_against_the_fma_ceiling():
     # decode: 1 GFLOP in 1 s for the peer (100 tok/s), 2 GFLOP/s for ours.
     runs = {"ours": [_run("ours", {"decode": 200})], "vllm": [_run("vllm", {"decode": 100})]}
     flops = {"decode": 10**9}
-    (beyond,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=1.2)
+    (beyond,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=1.2, bounds={})
     assert "**2.00x**" in beyond and "50% of the matmul peak" in beyond
     assert "1.5 GFLOP/s = **125% of the FMA ceiling** (beyond this machine)" in beyond
-    (within,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=3.0)
+    (within,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=3.0, bounds={})
     assert "50% of the FMA ceiling** (within this machine)" in within
-    (unmeasured,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=None)
-    assert "FMA ceiling" not in unmeasured
+    (unmeasured,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=None, bounds={})
+    assert "FMA ceiling" not in unmeasured and "matmuls alone" not in unmeasured
+
+
+def test_what_1_5x_the_best_peer_would_take_is_judged_against_the_workloads_own_matmuls():
+    runs = {"ours": [_run("ours", {"decode": 200})], "vllm": [_run("vllm", {"decode": 100})]}
+    flops = {"decode": 10**9}  # the peer at 1 GFLOP/s: 1.5x it is 1.5 GFLOP/s
+    (beyond,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=None,
+                                    bounds={"decode": 1.2})
+    assert "allow at most 1.2 GFLOP/s: 1.5x vllm is **125% of that** (beyond what its matmuls allow)" in beyond
+    (within,) = report.target_lines(runs, ["decode"], flops, peak_gflops=2.0, fma_gflops=None,
+                                    bounds={"decode": 3.0})
+    assert "**50% of that** (within what its matmuls allow)" in within
 
 
 def test_a_rerun_replaces_its_section_and_keeps_the_others():
