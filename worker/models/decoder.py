@@ -42,9 +42,12 @@ class AttentionInputs:
 
 @dataclass(frozen=True)
 class _Step:
-    """The per-step tensors every layer reads."""
+    """The per-step tensors every layer reads: the rotation as Paddle ops apply it, or the
+    table and positions the `cpu` kernels' fused rotary op reads (the other one None)."""
 
     rotation: object  # [T, Hq + 2 Hkv, D/2] complex: q and k heads turned, v heads not
+    cos_sin: object  # [P, D/2, 2] float32
+    positions: object  # [T] int64
     slots: object  # [T] int64
     attn: AttentionInputs
 
@@ -116,7 +119,13 @@ class DecoderForCausalLM:
     def __init__(self, config: ModelConfig, weights: ModelWeights, backend: AttentionBackend, dtype: str):
         self.config, self.backend, self.dtype = config, backend, dtype
         packed = packing_enabled(backend.name, dtype)
-        self.swiglu = swiglu(backend.name == "cpu" and dtype == "float32")
+        fused = backend.name == "cpu" and dtype == "float32"
+        self.swiglu = swiglu(fused)
+        self.rotary_split = None
+        if fused:
+            from kernels.cpu.rotary import rotary_split  # only where the cpu kernels build
+
+            self.rotary_split = rotary_split
         # One part at a time: each host array is dropped once it is on the device.
         self.embed = to_device(weights.embed(), dtype)
         self.layers = []
@@ -137,9 +146,11 @@ class DecoderForCausalLM:
     def forward(self, input_ids, positions: np.ndarray, sample_indices, attn: AttentionInputs, kv_caches):
         """input_ids [T] int64 tensor; positions [T] int64 NumPy; sample_indices [S] int64 tensor,
         or None for every row in order; kv_caches [(k, v)] per layer. Returns logits [S, V] float32."""
-        heads = self._qkv_split
-        turns = self.rotary.turns(positions, heads[0] + heads[1], sum(heads))
-        step = _Step(turns, paddle.to_tensor(attn.slot_mapping), attn)
+        heads, slots = self._qkv_split, paddle.to_tensor(attn.slot_mapping)
+        if self.rotary_split is None:
+            step = _Step(self.rotary.turns(positions, heads[0] + heads[1], sum(heads)), None, None, slots, attn)
+        else:
+            step = _Step(None, self.rotary.cos_sin(int(positions.max()) + 1), paddle.to_tensor(positions), slots, attn)
         h = _C.embedding(input_ids, self.embed, -1, False)
         for layer, kv_cache in zip(self.layers, kv_caches):
             h = self._attention(layer, h, step, kv_cache)
@@ -157,10 +168,13 @@ class DecoderForCausalLM:
         qkv = layer.qkv(x, layer.qkv_bias)
         if layer.head_norm is not None:
             qkv = self._normalize_heads(layer, qkv)
-        # q and k heads rotate in one complex multiply per layer; v goes through it unturned, so
-        # a single split (a copy on Paddle's CPU) gives all three.
-        turned = _C.reshape(apply_rotary(qkv, step.rotation), [0, 0, -1])  # [T, Hq + 2 Hkv, D]
-        q, k, v = _C.split(turned, self._qkv_split, 1)
+        if self.rotary_split is not None:
+            q, k, v = self.rotary_split(qkv, step.cos_sin, step.positions, *self._qkv_split[:2])
+        else:
+            # q and k heads rotate in one complex multiply per layer; v goes through it unturned,
+            # so a single split (a copy on Paddle's CPU) gives all three.
+            turned = _C.reshape(apply_rotary(qkv, step.rotation), [0, 0, -1])  # [T, Hq + 2 Hkv, D]
+            q, k, v = _C.split(turned, self._qkv_split, 1)
         self.backend.write_kv(*kv_cache, k, v, step.slots)
         a = step.attn
         out = self.backend.paged_attention(q, *kv_cache, a.query_start_loc, a.seq_lens, a.block_tables, self.scale)

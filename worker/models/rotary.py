@@ -38,7 +38,7 @@ class RotaryTable:
 
     def __init__(self, head_dim: int, theta: float):
         self.inv_freq = inv_frequencies(head_dim, theta)
-        self.table = None
+        self.table = self.real_table = None
 
     def turns(self, positions: np.ndarray, rotated_heads: int, heads: int):
         """[T, heads, D/2] factors: each of the first rotated_heads heads turned by its token's
@@ -53,10 +53,18 @@ class RotaryTable:
         gathered = _C.embedding(paddle.to_tensor(rows.reshape(-1)), self.table, -1, False)
         return _C.reshape(gathered, [-1, heads, self.inv_freq.shape[0]])
 
+    def cos_sin(self, needed: int):
+        """[P >= needed, D/2, 2] float32: (cos, sin) of every position's angles, for the `cpu`
+        kernels' fused rotary op (kernels/cpu/rotary.cc); the same values as the complex table."""
+        if self.table is None or self.table.shape[0] < needed:
+            self._grow(needed)
+        return self.real_table
+
     def _grow(self, needed: int) -> None:
         size = max(needed, 1024, 2 * (0 if self.table is None else self.table.shape[0]))
         theta = paddle.to_tensor(np.arange(size, dtype=np.float32)[:, None] * self.inv_freq[None, :])
-        self.table = _C.as_complex(_C.stack([_C.cos(theta), _C.sin(theta)], 2))
+        self.real_table = _C.stack([_C.cos(theta), _C.sin(theta)], 2)
+        self.table = _C.as_complex(self.real_table)
 
 
 def apply_rotary(x, rotation):
