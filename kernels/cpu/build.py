@@ -24,14 +24,16 @@ from worker.platform import paddle
 
 log = get_logger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name(n) for n in ("paged_attention.cc", "packed_matmul.cc", "swiglu.cc", "rotary.cc"))
-HEADERS = tuple(Path(__file__).with_name(n) for n in ("attention_math.h", "panel_micro_kernel.h", "panel_micro_kernel_512.h"))
+SOURCES = tuple(Path(__file__).with_name(n)
+                for n in ("paged_attention.cc", "packed_matmul.cc", "swiglu.cc", "rotary.cc", "rms_norm.cc"))
+HEADERS = tuple(Path(__file__).with_name(n)
+                for n in ("attention_math.h", "panel_micro_kernel.h", "panel_micro_kernel_512.h"))
 # -fopenmp compiles the pragmas; linking Paddle's own libiomp5 keeps one OpenMP runtime
 # (and one thread pool) in the process instead of adding libgomp beside it.
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-Wno-unused-function"]
 LD_FLAGS = ["-liomp5"]
 OP_NAMES = ("bi_paged_attention", "bi_write_kv", "bi_pack_weight", "bi_packed_matmul", "bi_silu_mul",
-            "bi_rotary_split")
+            "bi_rotary_split", "bi_rms_normalize")
 
 
 class KernelBuildError(RuntimeError):

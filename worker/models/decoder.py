@@ -122,10 +122,13 @@ class DecoderForCausalLM:
         fused = backend.name == "cpu" and dtype == "float32"
         self.swiglu = swiglu(fused)
         self.rotary_split = None
-        if fused:
-            from kernels.cpu.rotary import rotary_split  # only where the cpu kernels build
+        self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
+        if fused:  # only where the cpu kernels build
+            from kernels.cpu.norm import FusedRMSNormalize
+            from kernels.cpu.rotary import rotary_split
 
             self.rotary_split = rotary_split
+            self.rms_normalize = FusedRMSNormalize(config.rms_norm_eps)
         # One part at a time: each host array is dropped once it is on the device.
         self.embed = to_device(weights.embed(), dtype)
         self.layers = []
@@ -138,7 +141,6 @@ class DecoderForCausalLM:
         self.lm_head = Linear(self.embed if lm_head is None else lm_head, packed, transposed=lm_head is None)
         weights.report()
         self.rotary = RotaryTable(config.head_dim, config.rope_theta)
-        self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
         self.scale = config.head_dim**-0.5
         c = config
         self._qkv_split = [c.num_attention_heads, c.num_key_value_heads, c.num_key_value_heads]
