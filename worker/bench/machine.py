@@ -42,10 +42,6 @@ class MachineLimits(BaseModel):
         """The fastest fp32 matmul this engine can run here: what its FLOP/s are judged against."""
         return max(self.matmul_gflops, self.panel_gflops or 0.0)
 
-    @property
-    def peak_source(self) -> str:
-        return "paddle.matmul" if self.peak_gflops == self.matmul_gflops else "our panel GEMM"
-
 
 def machine_info() -> MachineInfo:
     model = platform.processor() or platform.machine()
