@@ -20,7 +20,8 @@ def _input(tmp_path, n: int) -> tuple[str, int]:
         elif i % 13 == 6:
             lines.append(json.dumps({"custom_id": f"u{i}", "method": "POST", "url": "/v1/nowhere", "body": {}}))
         else:
-            lines.append(request(f"r{i}", "tell me " * (i % 4 + 1), max_tokens=24, ignore_eos=True, temperature=0))
+            # 96 tokens a line: long enough to be scraped mid-run on a fast host too
+            lines.append(request(f"r{i}", "tell me " * (i % 4 + 1), max_tokens=96, ignore_eos=True, temperature=0))
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return str(path), path.stat().st_size
@@ -46,7 +47,7 @@ def test_run_batch_figures_rise_while_serving_and_end_at_the_summary(tiny_model,
     proc = worker_process("run-batch", "-i", inp, "-o", tmp_path / "out.jsonl", "--model", tiny_model,
                           "--summary-file", tmp_path / "summary.json", "--chunk-lines", "3",
                           "--metrics-port", port, "--metrics-linger-seconds", "60", *ENGINE_FLAGS, *FIXED)
-    snaps = scrape_while(proc, port)
+    snaps = scrape_while(proc, port, interval_s=0.02)
     assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
     serving = [s for s in snaps if phase(s) == "serving"]
     done_while_serving = sorted({total(s, C.METRIC_INPUT_BYTES_DONE) for s in serving})

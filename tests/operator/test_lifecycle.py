@@ -130,8 +130,8 @@ def test_progress_rises_while_the_shards_run_and_never_goes_backwards(
     status = cluster.status("p")
     assert status["phase"] == "Succeeded", status
     assert killed and cluster.kubelet.started[("p-shards", 1)] == 2
-    before_first_shard = [f for f in seen if f[1] < 20]
-    assert len({f for f in before_first_shard if f[0] > 0}) >= 2, seen  # rose at least twice while running
+    while_running = {f for f in seen if f[0] > 0 and f[1] < 60}  # some lines done, not all
+    assert len(while_running) >= 2, seen  # rose at least twice while running
     assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(seen, seen[1:])), seen  # never backwards
     total = len(http_server.store.files["/p.in.jsonl"])
     assert status["progress"]["percent"] == "100%" and status["progress"]["bytesDone"] == total
