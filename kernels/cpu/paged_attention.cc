@@ -60,15 +60,16 @@ std::vector<WorkItem> PlanItems(const int32_t* qsl, int64_t num_seqs, int64_t nu
 }
 
 // kt[i][j] = keys[j][i] for i < d, j < n (keys are rows of d floats), zero for n <= j < 16: a
-// [d x 16] panel in L1 that every row of the item passes over to take its 16 scores at once.
-void TransposeKeys(const float* __restrict keys, int64_t n, int64_t d, float* __restrict kt) {
+// [d x 16] panel (kt's rows `ldk` apart) in L1 that every row of the item passes over to take its
+// 16 scores at once.
+void TransposeKeys(const float* __restrict keys, int64_t n, int64_t d, float* __restrict kt, int64_t ldk) {
   if (n == kPanel && d % 8 == 0) {
     for (int64_t j0 = 0; j0 < kPanel; j0 += 8)
-      for (int64_t i0 = 0; i0 < d; i0 += 8) Transpose8x8(keys + j0 * d + i0, d, kt + i0 * kPanel + j0, kPanel);
+      for (int64_t i0 = 0; i0 < d; i0 += 8) Transpose8x8(keys + j0 * d + i0, d, kt + i0 * ldk + j0, ldk);
     return;
   }
   for (int64_t i = 0; i < d; ++i)
-    for (int64_t j = 0; j < kPanel; ++j) kt[i * kPanel + j] = j < n ? keys[j * d + i] : 0.f;
+    for (int64_t j = 0; j < kPanel; ++j) kt[i * ldk + j] = j < n ? keys[j * d + i] : 0.f;
 }
 
 // acc[r][i] += sum_t p[r][t] v[t][i] for columns i in [from, d): what 16-column tiles leave.
@@ -92,7 +93,7 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   const bool tiled = rows >= tiled_rows;
   // The item's queries, scaled, as one [rows, d] matrix; scores [rows, bs] for one block.
   std::vector<float> qm(rows * d), acc(rows * d, 0.f), m(rows, -std::numeric_limits<float>::infinity()),
-      l(rows, 0.f), scores(rows * bs), kt(tiled ? d * kPanel : 0), spare(d);
+      l(rows, 0.f), scores(rows * bs), kt(tiled ? d * 2 * kPanel : 0), spare(d);
   std::vector<int64_t> last(rows), seen(rows);  // last key position each row may see; its keys in a block
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t j = w.q_begin + r / group, h = w.kv_head * group + r % group;
@@ -106,7 +107,9 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
   // Floats to prefetch per row tile (tiled) or row (row by row) of each Q.K and P.V pass, so one
   // head of a block spreads over a pass: a burst of them would stall on the few miss slots.
   const int64_t tile_rows = wide ? panel512::kRows : kRows, value_cols = wide ? 2 * kPanel : kPanel;
-  const int64_t key_panels = (bs + kPanel - 1) / kPanel, tiles = (rows + tile_rows - 1) / tile_rows;
+  // Keys per Q.K pass: AVX-512 tiles take two 16-key panels side by side ([d][32]), as P.V does V.
+  const int64_t key_step = tiled && wide ? 2 * kPanel : kPanel;
+  const int64_t key_panels = (bs + key_step - 1) / key_step, tiles = (rows + tile_rows - 1) / tile_rows;
   const int64_t qk_steps = (tiled ? tiles : rows) * key_panels;
   const int64_t pv_steps =
       tiled ? tiles * ((d + value_cols - 1) / value_cols) : (rows + 1) / 2 * ((bs + kKeyChunk - 1) / kKeyChunk);
@@ -126,17 +129,19 @@ void AttendItem(const WorkItem& w, const float* query, const float* k_cache, con
       n_max = std::max(n_max, seen[r]);
     }
     // Scores of keys a row may not see are zeroed below.
-    for (int64_t c = 0; c < n_max; c += kPanel) {
-      const int64_t n = std::min<int64_t>(kPanel, n_max - c);
-      if (tiled) {
-        TransposeKeys(kb + c * d, n, d, kt.data());
-        const auto step = [&] { stream.Step(qk_slice); };
-        if (wide)
-          panel512::RowTiles<1>(qm.data(), d, rows, kt.data(), kPanel, 0, static_cast<int>(d), scores.data() + c, bs,
-                                false, static_cast<int>(n), step);
-        else
-          RowTiles(qm.data(), d, rows, kt.data(), kPanel, static_cast<int>(d), scores.data() + c, bs, false,
-                   static_cast<int>(n), step);
+    for (int64_t c = 0; c < n_max; c += key_step) {
+      const int64_t n = std::min<int64_t>(key_step, n_max - c);
+      const auto step = [&] { stream.Step(qk_slice); };
+      if (tiled && wide) {
+        const int64_t ldk = 2 * kPanel;
+        TransposeKeys(kb + c * d, std::min<int64_t>(n, kPanel), d, kt.data(), ldk);
+        TransposeKeys(kb + (c + kPanel) * d, std::max<int64_t>(0, n - kPanel), d, kt.data() + kPanel, ldk);
+        panel512::RowTiles<2>(qm.data(), d, rows, kt.data(), ldk, kPanel, static_cast<int>(d), scores.data() + c, bs,
+                              false, static_cast<int>(n), step);
+      } else if (tiled) {
+        TransposeKeys(kb + c * d, n, d, kt.data(), kPanel);
+        RowTiles(qm.data(), d, rows, kt.data(), kPanel, static_cast<int>(d), scores.data() + c, bs, false,
+                 static_cast<int>(n), step);
       } else {
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t n_r = std::min(seen[r], c + kPanel) - c;  // a row's keys past its own are not computed
