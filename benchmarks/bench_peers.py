@@ -66,15 +66,15 @@ def matmul_bounds(model: Path, workloads: list, config: ModelConfig, max_len: in
     """Per workload, the most model GFLOP/s our engine could reach if its steps took only their
     matmuls, at the rates those run alone in this run (worker/bench/matmul_limit.py, the engine's
     own weights and kernels): the prompt's FLOPs at the prefill step's rate, the rest at the
-    64-row decode step's. Generous (attention and every other op free), so a target above it is
+    decode step's. Generous (attention and every other op free), so a target above it is
     beyond what the matmuls allow, by a same-run measurement."""
     from worker.bench.engine_run import make_engine
-    from worker.bench.matmul_limit import measure_matmul_limits
+    from worker.bench.matmul_limit import workload_matmul_limits
 
     engine, _ = make_engine(str(model), True, max_len)
-    runner = engine.model_runner
-    rows = min(runner.max_num_batched_tokens, 2048)
-    rate = {m.step: m.gflops * 1e9 for m in measure_matmul_limits(runner, 64, rows, max(1, rows // 512), repeats=3)}
+    by_name = {w.name: w for w in workloads}
+    limits = workload_matmul_limits(engine.model_runner, by_name["decode"], by_name["prefill"], repeats=3)
+    rate = {m.step: m.gflops * 1e9 for m in limits}
     bounds = {}
     for w in workloads:
         args = (w.total_prompt_len, w.output_len, w.num_requests, w.shared_prefix_len)

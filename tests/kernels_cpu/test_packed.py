@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels.cpu.build import cpu_flags
-from kernels.cpu.packed import PackedWeight, silu_mul, wide_kernel_default
+from kernels.cpu.build import cpu_flags, wide_kernel_default
+from kernels.cpu.packed import PackedWeight, silu_mul
 from worker.models.linear import PANEL_MAX_ROWS, Linear, swiglu
 from worker.platform import paddle
 

@@ -41,3 +41,10 @@ def measure_matmul_limits(runner: ModelRunner, decode_rows: int, prefill_rows: i
         out.append(MatmulLimit(step=step, rows=rows, sampled=sampled, flops=sum(f for _, f, _ in parts),
                                seconds=seconds))
     return out
+
+
+def workload_matmul_limits(runner: ModelRunner, decode, prefill, repeats: int) -> list[MatmulLimit]:
+    """The decode and prefill workloads' steps: decode's M is its request count; prefill's is as many
+    of its prompts as one step's token budget holds, the LM head on one row per prompt."""
+    rows = min(runner.max_num_batched_tokens, prefill.num_requests * prefill.prompt_len)
+    return measure_matmul_limits(runner, decode.num_requests, rows, max(1, rows // prefill.prompt_len), repeats)

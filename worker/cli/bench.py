@@ -31,6 +31,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def _engine_runs(plan, only, big: str, small: str) -> list:
     from worker.bench.engine_run import make_engine, run_workload, warm_up
+    from worker.bench.matmul_limit import workload_matmul_limits
 
     by_name = {w.name: w for w in plan.workloads}
     groups = [  # (model dir, prefix caching, workloads): one engine each, one at a time
@@ -48,21 +49,11 @@ def _engine_runs(plan, only, big: str, small: str) -> list:
         warm_up(engine, recorder)
         results += [run_workload(engine, recorder, w) for w in workloads]
         if not limits and ({"decode", "prefill"} & only) and path == big:
-            limits = _matmul_limits(engine.model_runner, by_name, plan.repeats)
+            # The decode and prefill steps' matmuls alone, on the engine's own weights (issue 17).
+            limits = workload_matmul_limits(engine.model_runner, by_name["decode"], by_name["prefill"], plan.repeats)
         del engine, recorder
         gc.collect()
     return results, limits
-
-
-def _matmul_limits(runner, by_name, repeats: int) -> list:
-    """The decode and prefill steps' matmuls alone, on the engine's own weights (issue 17)."""
-    from worker.bench.matmul_limit import measure_matmul_limits
-
-    decode, prefill = by_name["decode"], by_name["prefill"]
-    budget = runner.max_num_batched_tokens
-    prefill_rows = min(budget, prefill.num_requests * prefill.prompt_len)
-    return measure_matmul_limits(runner, decode.num_requests, prefill_rows,
-                                 max(1, prefill_rows // prefill.prompt_len), repeats)
 
 
 def _limits(plan, only) -> tuple:

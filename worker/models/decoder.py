@@ -121,14 +121,13 @@ class DecoderForCausalLM:
         packed = packing_enabled(backend.name, dtype)
         fused = backend.name == "cpu" and dtype == "float32"
         self.swiglu = swiglu(fused)
-        self.rotary_split = None
-        self.rms_normalize = RMSNormalize(config.hidden_size, config.rms_norm_eps)
         if fused:  # only where the cpu kernels build
             from kernels.cpu.norm import FusedRMSNormalize
             from kernels.cpu.rotary import rotary_split
 
-            self.rotary_split = rotary_split
-            self.rms_normalize = FusedRMSNormalize(config.rms_norm_eps)
+            self.rotary_split, self.rms_normalize = rotary_split, FusedRMSNormalize(config.rms_norm_eps)
+        else:
+            self.rotary_split, self.rms_normalize = None, RMSNormalize(config.hidden_size, config.rms_norm_eps)
         # One part at a time: each host array is dropped once it is on the device.
         self.embed = to_device(weights.embed(), dtype)
         self.layers = []

@@ -44,9 +44,7 @@ class RotaryTable:
         """[T, heads, D/2] factors: each of the first rotated_heads heads turned by its token's
         position, the rest (v) not. Full shape: a multiply that broadcasts over the head axis is
         ~10x slower than a plain one on Paddle's CPU."""
-        needed = int(positions.max()) + 1
-        if self.table is None or self.table.shape[0] < needed:
-            self._grow(needed)
+        self._ensure(int(positions.max()) + 1)
         rows = np.zeros((positions.shape[0], heads), dtype=np.int64)
         rows[:, :rotated_heads] = positions[:, None]
         # embedding is a row gather, ~4x faster than index_select on Paddle's CPU
@@ -56,11 +54,12 @@ class RotaryTable:
     def cos_sin(self, needed: int):
         """[P >= needed, D/2, 2] float32: (cos, sin) of every position's angles, for the `cpu`
         kernels' fused rotary op (kernels/cpu/rotary.cc); the same values as the complex table."""
-        if self.table is None or self.table.shape[0] < needed:
-            self._grow(needed)
+        self._ensure(needed)
         return self.real_table
 
-    def _grow(self, needed: int) -> None:
+    def _ensure(self, needed: int) -> None:
+        if self.table is not None and self.table.shape[0] >= needed:
+            return
         size = max(needed, 1024, 2 * (0 if self.table is None else self.table.shape[0]))
         theta = paddle.to_tensor(np.arange(size, dtype=np.float32)[:, None] * self.inv_freq[None, :])
         self.real_table = _C.stack([_C.cos(theta), _C.sin(theta)], 2)
